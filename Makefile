@@ -1,0 +1,41 @@
+# Every target documents itself: `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export OPENBLAS_NUM_THREADS ?= 1
+OUT ?= out
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets with what they do
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Install everything (Debian GL packages, .venv with pinned packages, CDK CLI + Node 22)
+	@scripts/bootstrap.sh
+
+run: setup ## Main job on the embedded default: render the sample meshes into a YOLO dataset
+	$(BIN)/sim2cloud render --meshes samples/meshes --out $(OUT)/dataset --frames 200
+
+test: setup ## The test suite (what CI runs): lint, type check, unit, infra and integration tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy sim2cloud isaac_jobs
+	$(BIN)/pytest -n 2 --dist loadfile
+
+lint: setup ## ruff lint + format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: setup ## Apply ruff formatting and safe fixes
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+typecheck: setup ## mypy over the packages
+	$(BIN)/mypy sim2cloud isaac_jobs
+
+bench-render: setup ## Render throughput: end-to-end frames/s beside the bare render rate
+	$(PY) bench/render_throughput.py
+
+clean: ## Remove generated outputs (not the venv)
+	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help setup run test lint format typecheck bench-render clean

@@ -1,0 +1,1 @@
+"""The render job: mesh -> USD, scene spec, render backends (gl, isaac), YOLO dataset writer, shards."""

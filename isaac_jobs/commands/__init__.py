@@ -1,0 +1,1 @@
+"""CLI commands of the render job (``sim2cloud render`` / ``finalize``)."""

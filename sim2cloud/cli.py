@@ -1,0 +1,50 @@
+"""The ``sim2cloud`` console script.
+
+Each subcommand lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs (or for ``--help``), so ``sim2cloud render``
+never pays for importing torch and ``sim2cloud serve`` never imports the renderer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sim2cloud import __version__
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "render": ("isaac_jobs.commands.render", "Render meshes into a YOLO dataset (or one shard of it)"),
+    "finalize": ("isaac_jobs.commands.finalize", "Merge rendered shards into one dataset; manifest.json last"),
+    "train": ("sim2cloud.training.cli", "Train a YOLOv8 detector on a dataset (the SageMaker train entrypoint)"),
+    "serve": ("sim2cloud.serving.cli", "Serve a model over HTTP with the SageMaker container contract"),
+    "evaluate": ("sim2cloud.evaluation.cli", "mAP of a model file or a running endpoint on a dataset"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sim2cloud", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"sim2cloud {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen command's module is imported; the others just list their help line.
+        if name == wanted:
+            module = importlib.import_module(module_name)
+            module.configure(command_parser)
+            command_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

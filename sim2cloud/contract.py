@@ -1,0 +1,391 @@
+"""The one definition of every fact that crosses a process or machine boundary.
+
+CDK stacks, Lambda handlers, the render job, the training/serving container and the
+local runner all import this module, so it imports only the standard library (it is
+copied into the Isaac Sim image and the Lambda bundles as a single file).
+
+What lives here:
+  * the S3 layout of the data bucket, as key builders and key parsers;
+  * environment-variable names that CDK sets and runtimes read;
+  * EventBridge event patterns (CDK declares rules with them, the local runner matches with them);
+  * the dataset layout and the manifest schema version;
+  * the model artifact layout, the SageMaker container paths and the metric line format.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Final
+
+CONTRACT_VERSION: Final = "1.0"
+"""Bumped when any layout below changes incompatibly; recorded in every manifest and model.json."""
+
+# --------------------------------------------------------------------------------------
+# S3 layout (one data bucket per environment)
+# --------------------------------------------------------------------------------------
+MESHES_PREFIX: Final = "meshes/"
+"""User drop zone: ``meshes/<batch>/<class>/<file>``. Never modified or deleted by the pipeline."""
+ASSETS_PREFIX: Final = "assets/"
+"""USD assets converted from meshes: ``assets/<batch>/<class>/<stem>.usd``."""
+RENDERS_PREFIX: Final = "renders/"
+"""Render shards: ``renders/<run>/shard-<k>/...``; a shard is complete only once its marker exists."""
+DATASETS_PREFIX: Final = "datasets/"
+"""Merged YOLO datasets: ``datasets/<run>/``; ``manifest.json`` is written last."""
+MODELS_PREFIX: Final = "models/"
+"""Training output: ``models/<run>/`` (SageMaker writes ``<job>/output/model.tar.gz`` below it)."""
+EVAL_PREFIX: Final = "eval/"
+"""User-supplied labelled images for evaluation: ``eval/<set>/`` in the YOLO layout."""
+QUARANTINE_PREFIX: Final = "quarantine/"
+"""Records of rejected inputs: ``quarantine/<original key>.reason.json`` (the input itself stays put)."""
+RUNS_PREFIX: Final = "runs/"
+"""Per-run status, lineage and reports: ``runs/<run>/...``."""
+
+ALL_PREFIXES: Final = (
+    MESHES_PREFIX,
+    ASSETS_PREFIX,
+    RENDERS_PREFIX,
+    DATASETS_PREFIX,
+    MODELS_PREFIX,
+    EVAL_PREFIX,
+    QUARANTINE_PREFIX,
+    RUNS_PREFIX,
+)
+
+SUPPORTED_MESH_EXTENSIONS: Final = (".glb", ".gltf", ".obj", ".ply", ".stl")
+"""Files that become one USD asset (and one object class member) each."""
+MESH_COMPANION_EXTENSIONS: Final = (".mtl", ".bin", ".png", ".jpg", ".jpeg")
+"""Files that may sit beside meshes (materials, glTF buffers, textures); never rendered alone."""
+BATCH_CONFIG_NAME: Final = "batch.yaml"
+"""Optional ``meshes/<batch>/batch.yaml``: overrides classes and render settings, and marks the
+batch as complete (the render launcher submits at once instead of waiting for the quiet period)."""
+SHARD_COMPLETE_MARKER: Final = "_COMPLETE.json"
+"""Written last into a shard; a shard without it is treated as absent."""
+DATASET_MANIFEST_NAME: Final = "manifest.json"
+DATA_YAML_NAME: Final = "data.yaml"
+RUN_STATUS_NAME: Final = "status.json"
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Return ``value`` if it is a safe path segment (batch, run, class), else raise ValueError."""
+    if not _SAFE_ID.match(value) or value in {".", ".."}:
+        raise ValueError(
+            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def mesh_batch_prefix(batch: str) -> str:
+    return f"{MESHES_PREFIX}{batch}/"
+
+
+def mesh_key(batch: str, class_name: str, filename: str) -> str:
+    return f"{MESHES_PREFIX}{batch}/{class_name}/{filename}"
+
+
+def batch_config_key(batch: str) -> str:
+    return f"{MESHES_PREFIX}{batch}/{BATCH_CONFIG_NAME}"
+
+
+def asset_key(batch: str, class_name: str, stem: str) -> str:
+    return f"{ASSETS_PREFIX}{batch}/{class_name}/{stem}.usd"
+
+
+def render_run_prefix(run: str) -> str:
+    return f"{RENDERS_PREFIX}{run}/"
+
+
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:04d}"
+
+
+def render_shard_prefix(run: str, shard: int) -> str:
+    return f"{RENDERS_PREFIX}{run}/{shard_name(shard)}/"
+
+
+def shard_marker_key(run: str, shard: int) -> str:
+    return render_shard_prefix(run, shard) + SHARD_COMPLETE_MARKER
+
+
+def dataset_prefix(run: str) -> str:
+    return f"{DATASETS_PREFIX}{run}/"
+
+
+def dataset_manifest_key(run: str) -> str:
+    return dataset_prefix(run) + DATASET_MANIFEST_NAME
+
+
+def model_prefix(run: str) -> str:
+    return f"{MODELS_PREFIX}{run}/"
+
+
+def eval_set_prefix(name: str) -> str:
+    return f"{EVAL_PREFIX}{name}/"
+
+
+def quarantine_reason_key(original_key: str) -> str:
+    """Where the JSON reason for a rejected object goes; the object itself is never moved."""
+    return f"{QUARANTINE_PREFIX}{original_key}.reason.json"
+
+
+def run_prefix(run: str) -> str:
+    return f"{RUNS_PREFIX}{run}/"
+
+
+def run_status_key(run: str) -> str:
+    return run_prefix(run) + RUN_STATUS_NAME
+
+
+@dataclass(frozen=True)
+class MeshKey:
+    """A parsed ``meshes/<batch>/<class>/<file>`` key (or the batch config file, class_name '')."""
+
+    batch: str
+    class_name: str
+    filename: str
+
+    @property
+    def extension(self) -> str:
+        return PurePosixPath(self.filename).suffix.lower()
+
+    @property
+    def is_batch_config(self) -> bool:
+        return self.class_name == "" and self.filename == BATCH_CONFIG_NAME
+
+
+def parse_mesh_key(key: str) -> MeshKey | None:
+    """Parse a key under ``meshes/``; None for keys outside the layout (placeholders, other prefixes)."""
+    if not key.startswith(MESHES_PREFIX) or key.endswith("/"):
+        return None
+    parts = key[len(MESHES_PREFIX) :].split("/")
+    if len(parts) == 2 and parts[1] == BATCH_CONFIG_NAME:
+        return MeshKey(parts[0], "", parts[1])
+    if len(parts) != 3 or not all(parts):
+        return None
+    return MeshKey(*parts)
+
+
+def parse_dataset_manifest_key(key: str) -> str | None:
+    """Return the run id for ``datasets/<run>/manifest.json``, else None."""
+    if not key.startswith(DATASETS_PREFIX) or not key.endswith("/" + DATASET_MANIFEST_NAME):
+        return None
+    run = key[len(DATASETS_PREFIX) : -len("/" + DATASET_MANIFEST_NAME)]
+    return run if run and "/" not in run else None
+
+
+# --------------------------------------------------------------------------------------
+# Environment variables (CDK sets them; runtimes read them through one typed parser each)
+# --------------------------------------------------------------------------------------
+class Env:
+    """Names of environment variables. Values are documented where they are parsed."""
+
+    DATA_BUCKET: Final = "SIM2CLOUD_DATA_BUCKET"
+    ENVIRONMENT: Final = "SIM2CLOUD_ENVIRONMENT"
+    LOG_LEVEL: Final = "SIM2CLOUD_LOG_LEVEL"
+    # Render job (AWS Batch array job + finalize job)
+    BATCH_ID: Final = "SIM2CLOUD_BATCH_ID"
+    RUN_ID: Final = "SIM2CLOUD_RUN_ID"
+    SHARD_COUNT: Final = "SIM2CLOUD_SHARD_COUNT"
+    FRAMES: Final = "SIM2CLOUD_FRAMES"
+    RENDER_BACKEND: Final = "SIM2CLOUD_RENDER_BACKEND"
+    RENDER_CONFIG_KEY: Final = "SIM2CLOUD_RENDER_CONFIG_KEY"
+    WORK_DIR: Final = "SIM2CLOUD_WORK_DIR"
+    ARRAY_INDEX: Final = "AWS_BATCH_JOB_ARRAY_INDEX"  # set by AWS Batch itself
+    # Render launcher
+    JOB_QUEUE: Final = "SIM2CLOUD_JOB_QUEUE"
+    RENDER_JOB_DEFINITION: Final = "SIM2CLOUD_RENDER_JOB_DEFINITION"
+    FINALIZE_JOB_DEFINITION: Final = "SIM2CLOUD_FINALIZE_JOB_DEFINITION"
+    FRAMES_PER_SHARD: Final = "SIM2CLOUD_FRAMES_PER_SHARD"
+    DEFAULT_FRAMES: Final = "SIM2CLOUD_DEFAULT_FRAMES"
+    QUIET_PERIOD_SECONDS: Final = "SIM2CLOUD_QUIET_PERIOD_SECONDS"
+    MAX_MESH_BYTES: Final = "SIM2CLOUD_MAX_MESH_BYTES"
+    # Training launcher
+    TRAINING_IMAGE_URI: Final = "SIM2CLOUD_TRAINING_IMAGE_URI"
+    TRAINING_ROLE_ARN: Final = "SIM2CLOUD_TRAINING_ROLE_ARN"
+    TRAINING_INSTANCE_TYPE: Final = "SIM2CLOUD_TRAINING_INSTANCE_TYPE"
+    TRAINING_USE_SPOT: Final = "SIM2CLOUD_TRAINING_USE_SPOT"
+    TRAINING_MAX_RUNTIME_SECONDS: Final = "SIM2CLOUD_TRAINING_MAX_RUNTIME_SECONDS"
+    TRAINING_HYPERPARAMETERS: Final = "SIM2CLOUD_TRAINING_HYPERPARAMETERS"
+    KMS_KEY_ARN: Final = "SIM2CLOUD_KMS_KEY_ARN"
+    # Model gate
+    MODEL_PACKAGE_GROUP: Final = "SIM2CLOUD_MODEL_PACKAGE_GROUP"
+    QUALITY_GATE_MAP50: Final = "SIM2CLOUD_QUALITY_GATE_MAP50"
+    FAILURE_TOPIC_ARN: Final = "SIM2CLOUD_FAILURE_TOPIC_ARN"
+    # Training / serving containers (SageMaker's own names where it defines them)
+    SM_BASE_DIR: Final = "SIM2CLOUD_SM_BASE_DIR"
+    SM_NUM_GPUS: Final = "SM_NUM_GPUS"
+    SM_MODEL_DIR: Final = "SM_MODEL_DIR"
+    SM_CHANNEL_DATASET: Final = "SM_CHANNEL_DATASET"
+    SM_CHANNEL_WEIGHTS: Final = "SM_CHANNEL_WEIGHTS"
+    SM_OUTPUT_DATA_DIR: Final = "SM_OUTPUT_DATA_DIR"
+    SERVING_PORT: Final = "SAGEMAKER_BIND_TO_PORT"
+    SERVING_WORKERS: Final = "SAGEMAKER_MODEL_SERVER_WORKERS"
+    SERVING_MAX_BODY_BYTES: Final = "SIM2CLOUD_MAX_BODY_BYTES"
+
+
+# --------------------------------------------------------------------------------------
+# EventBridge event patterns
+# --------------------------------------------------------------------------------------
+def mesh_created_pattern(bucket: str) -> dict[str, Any]:
+    """S3 Object Created under ``meshes/`` (S3 -> EventBridge notifications)."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": MESHES_PREFIX}]}},
+    }
+
+
+def dataset_manifest_created_pattern(bucket: str) -> dict[str, Any]:
+    """S3 Object Created for ``datasets/<run>/manifest.json`` (written last by finalize)."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [bucket]},
+            "object": {"key": [{"wildcard": f"{DATASETS_PREFIX}*/{DATASET_MANIFEST_NAME}"}]},
+        },
+    }
+
+
+TRAINING_JOB_NAME_PREFIX: Final = "sim2cloud-"
+"""Every training job the launcher creates starts with this, so the gate's rule only sees ours."""
+
+TRAINING_TERMINAL_STATUSES: Final = ("Completed", "Failed", "Stopped")
+
+
+def training_state_change_pattern() -> dict[str, Any]:
+    """SageMaker Training Job State Change for our jobs reaching a terminal state."""
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Training Job State Change"],
+        "detail": {
+            "TrainingJobName": [{"prefix": TRAINING_JOB_NAME_PREFIX}],
+            "TrainingJobStatus": list(TRAINING_TERMINAL_STATUSES),
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Dataset layout (Ultralytics YOLO detection) and manifest
+# --------------------------------------------------------------------------------------
+IMAGES_DIR: Final = "images"
+LABELS_DIR: Final = "labels"
+TRAIN_SPLIT: Final = "train"
+VAL_SPLIT: Final = "val"
+SPLITS: Final = (TRAIN_SPLIT, VAL_SPLIT)
+MANIFEST_SCHEMA_VERSION: Final = 1
+
+
+# --------------------------------------------------------------------------------------
+# Model artifact (SageMaker tars /opt/ml/model into model.tar.gz)
+# --------------------------------------------------------------------------------------
+MODEL_ONNX_NAME: Final = "model.onnx"
+MODEL_PT_NAME: Final = "model.pt"
+MODEL_JSON_NAME: Final = "model.json"
+MODEL_ARCHIVE_NAME: Final = "model.tar.gz"
+
+
+# --------------------------------------------------------------------------------------
+# SageMaker container layout (training and serving)
+# --------------------------------------------------------------------------------------
+SM_DEFAULT_BASE_DIR: Final = "/opt/ml"
+DATASET_CHANNEL: Final = "dataset"
+WEIGHTS_CHANNEL: Final = "weights"
+CHECKPOINT_LOCAL_DIR: Final = "checkpoints"
+"""Relative to the base dir (``/opt/ml/checkpoints``); SageMaker syncs it with the checkpoint S3 URI."""
+
+
+@dataclass(frozen=True)
+class SageMakerPaths:
+    """The ``/opt/ml`` tree; ``base`` is overridable so the same entrypoint runs locally."""
+
+    base: str = SM_DEFAULT_BASE_DIR
+
+    @property
+    def hyperparameters(self) -> str:
+        return f"{self.base}/input/config/hyperparameters.json"
+
+    @property
+    def input_data_config(self) -> str:
+        return f"{self.base}/input/config/inputdataconfig.json"
+
+    def channel(self, name: str) -> str:
+        return f"{self.base}/input/data/{name}"
+
+    @property
+    def model_dir(self) -> str:
+        return f"{self.base}/model"
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return f"{self.base}/{CHECKPOINT_LOCAL_DIR}"
+
+    @property
+    def output_dir(self) -> str:
+        return f"{self.base}/output"
+
+    @property
+    def failure_file(self) -> str:
+        return f"{self.base}/output/failure"
+
+
+# --------------------------------------------------------------------------------------
+# Training metrics: one line per epoch, parsed by the job's metric definitions
+# --------------------------------------------------------------------------------------
+METRIC_LINE_PREFIX: Final = "sim2cloud-metrics"
+METRIC_NAMES: Final = (
+    "epoch",
+    "mAP50",
+    "mAP50-95",
+    "precision",
+    "recall",
+    "box_loss",
+    "cls_loss",
+    "dfl_loss",
+    "val_box_loss",
+    "val_cls_loss",
+    "val_dfl_loss",
+)
+_FLOAT = r"([-+0-9.eE]+|nan|inf)"
+
+
+def format_metric_line(values: dict[str, float]) -> str:
+    """``sim2cloud-metrics epoch=3 mAP50=0.512300 ...`` in METRIC_NAMES order (unknown keys dropped)."""
+    fields = " ".join(f"{name}={float(values[name]):.6f}" for name in METRIC_NAMES if name in values)
+    return f"{METRIC_LINE_PREFIX} {fields}"
+
+
+def metric_regex(name: str) -> str:
+    """The regex SageMaker applies to the log stream for one metric (first group = value)."""
+    if name not in METRIC_NAMES:
+        raise KeyError(name)
+    return rf"{METRIC_LINE_PREFIX} .*\b{re.escape(name)}={_FLOAT}"
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """The ``MetricDefinitions`` of every training job (names as shown in SageMaker/CloudWatch)."""
+    return [{"Name": f"train:{name}", "Regex": metric_regex(name)} for name in METRIC_NAMES]
+
+
+def parse_metric_line(line: str) -> dict[str, float] | None:
+    if not line.startswith(METRIC_LINE_PREFIX + " "):
+        return None
+    out: dict[str, float] = {}
+    for name in METRIC_NAMES:
+        match = re.search(metric_regex(name), line)
+        if match:
+            out[name] = float(match.group(1))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Serving
+# --------------------------------------------------------------------------------------
+SERVING_DEFAULT_PORT: Final = 8080
+PING_PATH: Final = "/ping"
+INVOCATIONS_PATH: Final = "/invocations"
+CUSTOM_ATTRIBUTES_HEADER: Final = "X-Amzn-SageMaker-Custom-Attributes"
+SERVING_CONTENT_TYPES: Final = ("image/jpeg", "image/png", "application/x-image", "application/json")
