@@ -1,7 +1,7 @@
 """In-memory mesh shared by the USD exporter and the renderers, and the loaders that build it.
 
-INTERFACE (owned by the mesh helper; renderers rely on exactly these fields):
-every loader returns a ``Mesh`` in metres, Z-up, with per-vertex normals, triangles only.
+Every loader returns a ``Mesh`` in metres, Z-up, with per-vertex normals, triangles only; the USD
+exporter and both render backends rely on exactly the fields of that dataclass.
 
 Conventions ``load_mesh`` applies (README-level facts, keep in sync with samples/README.md):
 

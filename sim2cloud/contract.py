@@ -139,6 +139,27 @@ def run_status_key(run: str) -> str:
     return run_prefix(run) + RUN_STATUS_NAME
 
 
+MODEL_CHECKPOINTS_DIR: Final = "checkpoints"
+"""SageMaker syncs ``/opt/ml/checkpoints`` with ``models/<run>/checkpoints/`` (spot interruptions resume)."""
+
+
+def model_checkpoint_prefix(run: str) -> str:
+    return model_prefix(run) + MODEL_CHECKPOINTS_DIR + "/"
+
+
+def parse_model_key_run(key: str) -> str | None:
+    """Return ``<run>`` for any key under ``models/<run>/``, else None."""
+    if not key.startswith(MODELS_PREFIX):
+        return None
+    run, sep, _rest = key[len(MODELS_PREFIX) :].partition("/")
+    return run if run and sep else None
+
+
+def run_model_metrics_key(run: str, training_job: str) -> str:
+    """The metrics JSON the model gate writes for one training job (referenced by its model package)."""
+    return f"{run_prefix(run)}metrics/{training_job}.json"
+
+
 @dataclass(frozen=True)
 class MeshKey:
     """A parsed ``meshes/<batch>/<class>/<file>`` key (or the batch config file, class_name '')."""
@@ -214,6 +235,11 @@ class Env:
     MODEL_PACKAGE_GROUP: Final = "SIM2CLOUD_MODEL_PACKAGE_GROUP"
     QUALITY_GATE_MAP50: Final = "SIM2CLOUD_QUALITY_GATE_MAP50"
     FAILURE_TOPIC_ARN: Final = "SIM2CLOUD_FAILURE_TOPIC_ARN"
+    MODEL_APPROVAL_MODE: Final = "SIM2CLOUD_MODEL_APPROVAL_MODE"
+    # Training launcher (appended)
+    TRAINING_MAX_WAIT_SECONDS: Final = "SIM2CLOUD_TRAINING_MAX_WAIT_SECONDS"
+    TRAINING_VOLUME_SIZE_GB: Final = "SIM2CLOUD_TRAINING_VOLUME_SIZE_GB"
+    TRAINING_WEIGHTS_S3_URI: Final = "SIM2CLOUD_TRAINING_WEIGHTS_S3_URI"
     # Training / serving containers (SageMaker's own names where it defines them)
     SM_BASE_DIR: Final = "SIM2CLOUD_SM_BASE_DIR"
     SM_NUM_GPUS: Final = "SM_NUM_GPUS"
@@ -254,6 +280,12 @@ TRAINING_JOB_NAME_PREFIX: Final = "sim2cloud-"
 """Every training job the launcher creates starts with this, so the gate's rule only sees ours."""
 
 TRAINING_TERMINAL_STATUSES: Final = ("Completed", "Failed", "Stopped")
+TRAINING_RUN_TAG: Final = "sim2cloud:run"
+"""Tag on every training job (and model package) naming the dataset run it trained on."""
+TRAINING_JOB_METADATA_KEY: Final = "sim2cloud:training-job"
+"""Model package customer-metadata key naming the training job it was registered from (idempotency)."""
+APPROVAL_MODES: Final = ("auto", "manual")
+"""``SIM2CLOUD_MODEL_APPROVAL_MODE``: ``auto`` approves packages that pass the gate; ``manual`` never does."""
 
 
 def training_state_change_pattern() -> dict[str, Any]:
@@ -286,6 +318,13 @@ MODEL_ONNX_NAME: Final = "model.onnx"
 MODEL_PT_NAME: Final = "model.pt"
 MODEL_JSON_NAME: Final = "model.json"
 MODEL_ARCHIVE_NAME: Final = "model.tar.gz"
+MODEL_JSON_METRICS_FIELD: Final = "metrics"
+"""model.json field holding the final metrics, keyed by METRIC_NAMES (``mAP50``, ``mAP50-95``, ...)."""
+MODEL_JSON_SCHEMA_VERSION: Final = 1
+"""model.json keys: schema_version, contract_version, model_version (sha256 prefix of model.onnx), task,
+class_names (index = class id), imgsz (square ONNX input size), input, metrics (final epoch, METRIC_NAMES
+without epoch), epochs_trained, metrics_history, lineage (dataset_run, manifest_sha256, source_meshes, ...),
+training_job, hyperparameters, training_device, versions, created_at."""
 
 
 # --------------------------------------------------------------------------------------
@@ -389,3 +428,40 @@ PING_PATH: Final = "/ping"
 INVOCATIONS_PATH: Final = "/invocations"
 CUSTOM_ATTRIBUTES_HEADER: Final = "X-Amzn-SageMaker-Custom-Attributes"
 SERVING_CONTENT_TYPES: Final = ("image/jpeg", "image/png", "application/x-image", "application/json")
+SERVING_DEFAULT_MAX_BODY_BYTES: Final = 20 * 1024 * 1024
+"""Request body limit when Env.SERVING_MAX_BODY_BYTES is unset: 20 MiB, below SageMaker real-time inference's
+25 MB payload cap (a 640x640 JPEG is ~100 KB, so batches of base64 images fit); larger bodies get 413."""
+SERVING_THRESHOLD_ATTRIBUTES: Final = ("conf", "iou", "max_det")
+"""Keys accepted in the X-Amzn-SageMaker-Custom-Attributes header, e.g. ``conf=0.4,iou=0.5,max_det=100``."""
+
+
+# --------------------------------------------------------------------------------------
+# Infrastructure additions (CDK helper): batch-config rule, Batch failures, endpoint data capture
+# --------------------------------------------------------------------------------------
+def batch_config_created_pattern(bucket: str) -> dict[str, Any]:
+    """S3 Object Created for ``meshes/<batch>/batch.yaml``: the explicit "batch complete" signal, delivered to
+    the render launcher at once (mesh files wait out the quiet period first)."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [bucket]},
+            "object": {"key": [{"wildcard": f"{MESHES_PREFIX}*/{BATCH_CONFIG_NAME}"}]},
+        },
+    }
+
+
+BATCH_FAILED_STATUS: Final = "FAILED"
+
+
+def batch_job_failed_pattern(job_queue_arn: str) -> dict[str, Any]:
+    """AWS Batch Job State Change to FAILED for jobs of our render queue."""
+    return {
+        "source": ["aws.batch"],
+        "detail-type": ["Batch Job State Change"],
+        "detail": {"status": [BATCH_FAILED_STATUS], "jobQueue": [job_queue_arn]},
+    }
+
+
+DATA_CAPTURE_PREFIX: Final = "capture/"
+"""Endpoint data capture (requests/responses) when the environment enables it: ``capture/<endpoint>/...``."""
