@@ -1,0 +1,83 @@
+"""``sim2cloud render`` / ``finalize`` end to end on mesh files, including bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trimesh
+
+from isaac_jobs.backends.isaac_replicator import ISAAC_PYTHON
+from sim2cloud import contract
+from sim2cloud.cli import main
+
+SMALL = ["--set", "width=96", "--set", "height=64", "--no-progress"]
+
+
+@pytest.fixture
+def batch(tmp_path: Path) -> Path:
+    root = tmp_path / "meshes"
+    (root / "crate").mkdir(parents=True)
+    (root / "ball").mkdir()
+    trimesh.creation.box(extents=(0.3, 0.2, 0.2)).export(root / "crate" / "crate.stl")
+    trimesh.creation.icosphere(subdivisions=2, radius=0.1).export(root / "ball" / "ball.ply")
+    return root
+
+
+def test_render_single_shard_prints_dataset_and_preview(batch: Path, tmp_path: Path, capsys) -> None:
+    (batch / "ball" / "broken.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\n")  # truncated
+    before = {p: p.read_bytes() for p in batch.rglob("*") if p.is_file()}
+    out = tmp_path / "dataset"
+    assert main(["render", "--meshes", str(batch), "--out", str(out), "--frames", "6", *SMALL]) == 0
+    captured = capsys.readouterr()
+    assert f"dataset: {out}" in captured.out
+    assert f"preview: {out / 'preview.png'}" in captured.out
+    assert "broken.ply" in captured.err  # the per-file error is listed
+    manifest = json.loads((out / contract.DATASET_MANIFEST_NAME).read_text())
+    assert manifest["totals"]["images"] == 6
+    assert manifest["class_names"] == ["ball", "crate"]
+    assert any("broken.ply" in e["path"] for e in manifest["mesh_errors"])
+    assert {p: p.read_bytes() for p in batch.rglob("*") if p.is_file()} == before  # input untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "meshes"]  # temporary shards removed
+
+
+def test_render_shards_then_finalize(batch: Path, tmp_path: Path, capsys) -> None:
+    shards = tmp_path / "shards"
+    for shard in ("0", "1"):
+        args = ["render", "--meshes", str(batch), "--out", str(shards), "--frames", "5", "--shard", shard]
+        assert main([*args, "--shards", "2", *SMALL]) == 0
+    assert sorted(p.name for p in shards.iterdir()) == ["shard-0000", "shard-0001"]
+    out = tmp_path / "dataset"
+    assert main(["finalize", "--shards-dir", str(shards), "--out", str(out), "--expected-shards", "3"]) == 1
+    assert "shard-0002: missing" in capsys.readouterr().err
+    assert main(["finalize", "--shards-dir", str(shards), "--out", str(out), "--expected-shards", "2"]) == 0
+    assert json.loads((out / contract.DATASET_MANIFEST_NAME).read_text())["totals"]["images"] == 5
+
+
+def test_no_valid_mesh_exits_non_zero_with_reasons(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "meshes" / "junk"
+    root.mkdir(parents=True)
+    (root / "splat.ply").write_text("ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\n"
+                                    "property float z\nend_header\n0 0 0\n")  # fmt: skip
+    (root / "notes.txt").write_text("not a mesh")
+    out = tmp_path / "dataset"
+    assert main(["render", "--meshes", str(root.parent), "--out", str(out), "--frames", "2", *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert "no valid mesh" in err and "splat.ply" in err and "notes.txt" in err
+    assert not out.exists()
+
+
+def test_bad_spec_values_exit_2_naming_the_key(batch: Path, tmp_path: Path, capsys) -> None:
+    code = main(["render", "--meshes", str(batch), "--out", str(tmp_path / "o"), "--set", "camera_fov_deg=[9, 1]"])
+    assert code == 2
+    assert "camera_fov_deg: min 9.0 is greater than max 1.0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(Path(ISAAC_PYTHON).exists(), reason="Isaac Sim is installed here")
+def test_isaac_backend_without_isaac_sim_fails_clearly(batch: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "dataset"
+    code = main(["render", "--meshes", str(batch), "--out", str(out), "--frames", "2", "--backend", "isaac", *SMALL])
+    assert code == 1
+    assert "needs NVIDIA Isaac Sim" in capsys.readouterr().err
+    assert not out.exists()
