@@ -26,6 +26,9 @@ test: setup ## The test suite (what CI runs): lint, type check, unit, infra and 
 lint: setup ## ruff lint + format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+lint-docker: setup ## hadolint over every containers/*/Dockerfile (the Isaac Sim render image, the YOLO image)
+	$(BIN)/hadolint containers/*/Dockerfile
+
 format: setup ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
@@ -35,7 +38,10 @@ typecheck: setup ## mypy over the packages
 bench-render: setup ## Render throughput: end-to-end frames/s beside the bare render rate
 	$(PY) bench/render_throughput.py
 
+bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs an Ultralytics baseline server
+	$(PY) bench/serving_latency.py
+
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run test lint format typecheck bench-render clean
+.PHONY: help setup run test lint format typecheck bench-render clean lint-docker bench-serving

@@ -1,0 +1,475 @@
+"""The cloud entrypoints the AWS Batch jobs run: ``python -m isaac_jobs.cloud shard|finalize``.
+
+Same code as ``sim2cloud render`` / ``sim2cloud finalize``, with S3 in place of local folders:
+
+* ``shard``: downloads ``meshes/<batch>/`` (and the optional render config object) into a work folder,
+  renders shard ``k`` of ``N`` with :func:`isaac_jobs.shards.render_shard`, and uploads it under
+  ``renders/<run>/shard-<k>/`` with the marker object (:func:`sim2cloud.contract.shard_marker_key`)
+  LAST, so a shard on S3 is complete or absent. ``k`` is ``AWS_BATCH_JOB_ARRAY_INDEX`` (0 when the
+  job is not an array job). A shard whose marker already exists is left alone (Batch retries are no-ops).
+* ``finalize``: refuses, naming them, if any of the ``N`` shard markers is missing; otherwise downloads
+  the shards, merges them with :func:`isaac_jobs.dataset.finalize` and uploads ``datasets/<run>/`` with
+  ``manifest.json`` LAST (its creation is what starts training). An existing manifest makes it a no-op.
+
+Every setting comes from the environment variables named in :class:`sim2cloud.contract.Env`, parsed and
+checked once by :class:`ShardSettings` / :class:`FinalizeSettings` (all problems reported together).
+The S3 endpoint is boto3's: ``AWS_ENDPOINT_URL`` points it at a moto server locally.
+Nothing under ``meshes/`` is ever written or deleted; the only deletions are stale objects of this very
+shard or dataset left by an earlier failed attempt (always under ``renders/`` or ``datasets/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Final
+
+from isaac_jobs.backends import BACKENDS
+from sim2cloud import contract
+from sim2cloud.contract import Env
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKEND: Final = "gl"
+"""Used when ``SIM2CLOUD_RENDER_BACKEND`` is unset; the Isaac Sim image's job definition sets ``isaac``."""
+MARKER_FILES_KEY: Final = "uploaded_files"
+"""Key the uploaded marker adds to the shard's own marker JSON: every object of the shard (relative key,
+bytes), so a reader can check it has the whole shard."""
+MARKER_SOURCES_KEY: Final = "source_objects"
+"""Key the uploaded marker adds: the mesh objects the shard was rendered from (key, ETag, bytes)."""
+
+
+class SettingsError(ValueError):
+    """The job's environment is missing or has bad values; the message lists every problem."""
+
+
+class MissingShardsError(RuntimeError):
+    """Finalize found fewer complete shards than the run has."""
+
+
+# --------------------------------------------------------------------------------------
+# Settings (one typed parse of the environment)
+# --------------------------------------------------------------------------------------
+class _EnvReader:
+    """Collects every problem instead of stopping at the first, so one failed job shows them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str, *, required: bool = True) -> str | None:
+        value = self.env.get(name, "").strip()
+        if not value:
+            if required:
+                self.problems.append(f"{name} is not set")
+            return None
+        return value
+
+    def identifier(self, name: str, what: str) -> str:
+        value = self.text(name)
+        if value is None:
+            return ""
+        try:
+            return contract.check_id(value, what)
+        except ValueError as err:
+            self.problems.append(f"{name}: {err}")
+            return ""
+
+    def integer(self, name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
+        raw = self.text(name, required=default is None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not an integer")
+            return default
+        if value < minimum:
+            self.problems.append(f"{name}={value} must be at least {minimum}")
+            return default
+        return value
+
+    def work_dir(self) -> Path:
+        raw = self.text(Env.WORK_DIR, required=False)
+        return Path(raw) if raw else Path(tempfile.gettempdir())
+
+    def raise_if_problems(self, job: str) -> None:
+        if self.problems:
+            raise SettingsError(f"{job} job settings: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """What one render shard job needs, from :class:`sim2cloud.contract.Env` variables."""
+
+    bucket: str
+    """``SIM2CLOUD_DATA_BUCKET``: the data bucket."""
+    batch: str
+    """``SIM2CLOUD_BATCH_ID``: renders ``meshes/<batch>/``."""
+    run: str
+    """``SIM2CLOUD_RUN_ID``: writes ``renders/<run>/shard-<k>/``."""
+    shard: int
+    """``AWS_BATCH_JOB_ARRAY_INDEX`` (set by Batch for array jobs); 0 when absent."""
+    shards: int
+    """``SIM2CLOUD_SHARD_COUNT``: N, the array size (1 or more)."""
+    frames: int | None
+    """``SIM2CLOUD_FRAMES``: total frames of the run; unset keeps the scene spec's value."""
+    backend: str
+    """``SIM2CLOUD_RENDER_BACKEND``: ``gl`` or ``isaac`` (default ``gl``)."""
+    config_key: str | None
+    """``SIM2CLOUD_RENDER_CONFIG_KEY``: optional S3 key of a scene-spec YAML in the same bucket."""
+    work_dir: Path
+    """``SIM2CLOUD_WORK_DIR``: scratch space (instance storage on Batch); default the system temp dir."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ShardSettings:
+        reader = _EnvReader(os.environ if env is None else env)
+        bucket = reader.text(Env.DATA_BUCKET) or ""
+        batch = reader.identifier(Env.BATCH_ID, "batch id")
+        run = reader.identifier(Env.RUN_ID, "run id")
+        shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
+        shard = reader.integer(Env.ARRAY_INDEX, default=0) or 0
+        if shard >= shards and not reader.problems:
+            reader.problems.append(f"{Env.ARRAY_INDEX}={shard} is outside 0..{shards - 1} ({Env.SHARD_COUNT})")
+        frames = reader.integer(Env.FRAMES, default=-1, minimum=1)
+        backend = reader.text(Env.RENDER_BACKEND, required=False) or DEFAULT_BACKEND
+        if backend not in BACKENDS:
+            reader.problems.append(f"{Env.RENDER_BACKEND}={backend!r} is not one of {list(BACKENDS)}")
+        config_key = reader.text(Env.RENDER_CONFIG_KEY, required=False)
+        if config_key is not None and (config_key.endswith("/") or ".." in PurePosixPath(config_key).parts):
+            reader.problems.append(f"{Env.RENDER_CONFIG_KEY}={config_key!r} is not an object key")
+        work_dir = reader.work_dir()
+        reader.raise_if_problems("render shard")
+        return cls(
+            bucket=bucket,
+            batch=batch,
+            run=run,
+            shard=shard,
+            shards=shards,
+            frames=None if frames in (None, -1) else frames,
+            backend=backend,
+            config_key=config_key,
+            work_dir=work_dir,
+        )
+
+
+@dataclass(frozen=True)
+class FinalizeSettings:
+    """What the finalize job needs, from :class:`sim2cloud.contract.Env` variables."""
+
+    bucket: str
+    """``SIM2CLOUD_DATA_BUCKET``."""
+    run: str
+    """``SIM2CLOUD_RUN_ID``: merges ``renders/<run>/`` into ``datasets/<run>/``."""
+    shards: int
+    """``SIM2CLOUD_SHARD_COUNT``: every shard 0..N-1 must be complete."""
+    work_dir: Path
+    """``SIM2CLOUD_WORK_DIR``: scratch space; default the system temp dir."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FinalizeSettings:
+        reader = _EnvReader(os.environ if env is None else env)
+        bucket = reader.text(Env.DATA_BUCKET) or ""
+        run = reader.identifier(Env.RUN_ID, "run id")
+        shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
+        work_dir = reader.work_dir()
+        reader.raise_if_problems("finalize")
+        return cls(bucket=bucket, run=run, shards=shards, work_dir=work_dir)
+
+
+# --------------------------------------------------------------------------------------
+# S3 helpers
+# --------------------------------------------------------------------------------------
+def s3_client() -> S3Client:
+    import boto3
+
+    # boto3 reads AWS_ENDPOINT_URL (moto locally), region and credentials from the environment.
+    return boto3.client("s3")
+
+
+def iter_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            yield dict(item)
+
+
+def object_exists(s3: S3Client, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+    return True
+
+
+def _safe_relative(key: str, prefix: str) -> PurePosixPath | None:
+    """The part of ``key`` below ``prefix`` as a relative path, or None for folder placeholders/odd keys."""
+    relative = PurePosixPath(key[len(prefix) :])
+    if key.endswith("/") or not relative.parts or relative.is_absolute() or ".." in relative.parts:
+        return None
+    return relative
+
+
+def download_prefix(
+    s3: S3Client, bucket: str, prefix: str, dest: Path, *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Download every object under ``prefix`` into ``dest`` keeping the relative layout; return the objects."""
+    from tqdm import tqdm
+
+    objects = [obj for obj in iter_objects(s3, bucket, prefix) if _safe_relative(obj["Key"], prefix)]
+    for obj in tqdm(objects, desc=f"download s3://{bucket}/{prefix}", unit="file", disable=not progress):
+        relative = _safe_relative(obj["Key"], prefix)
+        assert relative is not None
+        target = dest.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, obj["Key"], str(target))
+    return objects
+
+
+def upload_tree(
+    s3: S3Client,
+    bucket: str,
+    source: Path,
+    prefix: str,
+    *,
+    last: str,
+    last_body: bytes | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Upload ``source`` under ``prefix`` with the file named ``last`` uploaded after every other object.
+
+    ``last_body`` replaces that file's content when given. Objects already under ``prefix`` that this
+    upload does not write (stale leftovers of an earlier failed attempt) are deleted before ``last``
+    goes up. Returns the relative keys uploaded, ``last`` included and last.
+    """
+    from tqdm import tqdm
+
+    if not prefix.startswith((contract.RENDERS_PREFIX, contract.DATASETS_PREFIX)):
+        raise ValueError(f"refusing to write outside renders/ or datasets/: {prefix!r}")
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    relative = [p.relative_to(source).as_posix() for p in files]
+    if last not in relative:
+        raise FileNotFoundError(f"{source}: {last} is missing, so the upload would never be complete")
+    ordered = [r for r in relative if r != last]
+    for rel in tqdm(ordered, desc=f"upload s3://{bucket}/{prefix}", unit="file", disable=not progress):
+        s3.upload_file(str(source / rel), bucket, prefix + rel)
+    written = {prefix + r for r in relative}
+    stale = [obj["Key"] for obj in iter_objects(s3, bucket, prefix) if obj["Key"] not in written]
+    for key in stale:
+        log.info("deleting stale s3://%s/%s from an earlier attempt", bucket, key)
+        s3.delete_object(Bucket=bucket, Key=key)
+    if last_body is None:
+        s3.upload_file(str(source / last), bucket, prefix + last)
+    else:
+        s3.put_object(Bucket=bucket, Key=prefix + last, Body=last_body, ContentType="application/json")
+    return [*ordered, last]
+
+
+# --------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------
+def run_shard_job(settings: ShardSettings, *, s3: S3Client | None = None, progress: bool = True) -> str:
+    """Render and upload one shard; return its marker key. A shard already complete on S3 is left alone."""
+    from isaac_jobs.shards import render_shard
+    from isaac_jobs.spec import load_spec
+
+    s3 = s3 or s3_client()
+    marker_key = contract.shard_marker_key(settings.run, settings.shard)
+    if object_exists(s3, settings.bucket, marker_key):
+        log.info("s3://%s/%s exists: shard %d is already complete", settings.bucket, marker_key, settings.shard)
+        return marker_key
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(
+        tempfile.mkdtemp(prefix=f"{settings.run}-{contract.shard_name(settings.shard)}-", dir=settings.work_dir)
+    )
+    try:
+        meshes_dir = work / "meshes"
+        batch_prefix = contract.mesh_batch_prefix(settings.batch)
+        sources = download_prefix(s3, settings.bucket, batch_prefix, meshes_dir, progress=progress)
+        if not sources:
+            raise FileNotFoundError(f"s3://{settings.bucket}/{batch_prefix} holds no objects")
+        config_path: Path | None = None
+        if settings.config_key:
+            config_path = work / "render-config.yaml"
+            s3.download_file(settings.bucket, settings.config_key, str(config_path))
+        overrides = {"frames": settings.frames} if settings.frames is not None else None
+        spec = load_spec(config_path, overrides)
+        result = render_shard(
+            meshes_dir,
+            work / "out",
+            spec=spec,
+            shard=settings.shard,
+            shards=settings.shards,
+            backend=settings.backend,
+            progress=progress,
+        )
+        for error in result.errors:
+            log.warning("mesh skipped: %s", error)
+        shard_dir = Path(result.path)
+        marker = _marker_with_listing(shard_dir, batch_prefix, sources)
+        prefix = contract.render_shard_prefix(settings.run, settings.shard)
+        upload_tree(
+            s3,
+            settings.bucket,
+            shard_dir,
+            prefix,
+            last=contract.SHARD_COMPLETE_MARKER,
+            last_body=marker,
+            progress=progress,
+        )
+        log.info("shard %d of %d uploaded to s3://%s/%s", settings.shard, settings.shards, settings.bucket, prefix)
+        return marker_key
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _marker_with_listing(shard_dir: Path, batch_prefix: str, sources: Sequence[Mapping[str, Any]]) -> bytes:
+    """The shard's own marker JSON plus the list of its files and of the mesh objects it came from."""
+    marker_path = shard_dir / contract.SHARD_COMPLETE_MARKER
+    try:
+        marker: dict[str, Any] = json.loads(marker_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise RuntimeError(f"{marker_path}: the shard writer's marker is unreadable ({err})") from err
+    marker[MARKER_FILES_KEY] = [
+        {"key": p.relative_to(shard_dir).as_posix(), "bytes": p.stat().st_size}
+        for p in sorted(shard_dir.rglob("*"))
+        if p.is_file() and p != marker_path
+    ]
+    marker[MARKER_SOURCES_KEY] = [
+        {
+            "key": str(obj["Key"]),
+            "etag": str(obj.get("ETag", "")).strip('"'),
+            "bytes": int(obj.get("Size", 0)),
+        }
+        for obj in sources
+        if obj["Key"].startswith(batch_prefix)
+    ]
+    return json.dumps(marker, indent=2, sort_keys=True).encode("utf-8")
+
+
+def missing_shards(s3: S3Client, bucket: str, run: str, shards: int) -> list[int]:
+    """Shard indices 0..shards-1 whose marker object does not exist."""
+    present = {obj["Key"] for obj in iter_objects(s3, bucket, contract.render_run_prefix(run))}
+    return [k for k in range(shards) if contract.shard_marker_key(run, k) not in present]
+
+
+def run_finalize_job(
+    settings: FinalizeSettings, *, s3: S3Client | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Merge the run's complete shards into ``datasets/<run>/`` (manifest.json last); return the manifest."""
+    from isaac_jobs.dataset import finalize
+
+    s3 = s3 or s3_client()
+    manifest_key = contract.dataset_manifest_key(settings.run)
+    if object_exists(s3, settings.bucket, manifest_key):
+        log.info("s3://%s/%s exists: the dataset is already final", settings.bucket, manifest_key)
+        body = s3.get_object(Bucket=settings.bucket, Key=manifest_key)["Body"].read()
+        existing: dict[str, Any] = json.loads(body)
+        return existing
+    missing = missing_shards(s3, settings.bucket, settings.run, settings.shards)
+    if missing:
+        names = ", ".join(
+            f"{contract.shard_name(k)} (s3://{settings.bucket}/{contract.shard_marker_key(settings.run, k)})"
+            for k in missing
+        )
+        raise MissingShardsError(
+            f"run {settings.run}: {len(missing)} of {settings.shards} shards are not complete: {names}"
+        )
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{settings.run}-finalize-", dir=settings.work_dir))
+    try:
+        shard_dirs: list[Path] = []
+        for k in range(settings.shards):
+            shard_dir = work / "shards" / contract.shard_name(k)
+            download_prefix(
+                s3, settings.bucket, contract.render_shard_prefix(settings.run, k), shard_dir, progress=progress
+            )
+            _check_listing(shard_dir)
+            shard_dirs.append(shard_dir)
+        out_dir = work / "dataset"
+        manifest = finalize(shard_dirs, out_dir, expected_shards=settings.shards)
+        prefix = contract.dataset_prefix(settings.run)
+        upload_tree(s3, settings.bucket, out_dir, prefix, last=contract.DATASET_MANIFEST_NAME, progress=progress)
+        log.info("dataset uploaded to s3://%s/%s", settings.bucket, prefix)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_listing(shard_dir: Path) -> None:
+    """Every file the uploaded marker lists must have been downloaded, at its size."""
+    marker = json.loads((shard_dir / contract.SHARD_COMPLETE_MARKER).read_text(encoding="utf-8"))
+    problems = []
+    for entry in marker.get(MARKER_FILES_KEY, []):
+        path = shard_dir / entry["key"]
+        if not path.is_file():
+            problems.append(f"{entry['key']} is missing")
+        elif path.stat().st_size != entry["bytes"]:
+            problems.append(f"{entry['key']} has {path.stat().st_size} bytes, marker says {entry['bytes']}")
+    if problems:
+        raise MissingShardsError(f"{shard_dir.name}: " + "; ".join(problems))
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m isaac_jobs.cloud",
+        description="AWS Batch render entrypoints; settings come from the SIM2CLOUD_* environment variables.",
+    )
+    parser.add_argument("mode", choices=("shard", "finalize"), help="render one shard, or merge all shards")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get(Env.LOG_LEVEL, "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from isaac_jobs.backends import BackendUnavailableError
+    from isaac_jobs.dataset import ShardIncompleteError
+    from isaac_jobs.shards import NoValidMeshesError
+    from isaac_jobs.spec import SpecError
+
+    progress = not args.no_progress
+    try:
+        if args.mode == "shard":
+            run_shard_job(ShardSettings.from_env(), progress=progress)
+        else:
+            run_finalize_job(FinalizeSettings.from_env(), progress=progress)
+    except (SettingsError, SpecError) as err:
+        log.error("%s", err)
+        return 2
+    # Failures whose message is the whole story (a traceback would only bury it in the job log).
+    except (
+        MissingShardsError,
+        ShardIncompleteError,
+        NoValidMeshesError,
+        BackendUnavailableError,
+        FileNotFoundError,
+    ) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
