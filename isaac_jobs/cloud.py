@@ -402,7 +402,15 @@ def run_finalize_job(
             _check_listing(shard_dir)
             shard_dirs.append(shard_dir)
         out_dir = work / "dataset"
-        manifest = finalize(shard_dirs, out_dir, expected_shards=settings.shards)
+        # Every shard rendered the same batch snapshot; the first marker's list of mesh objects (key, ETag,
+        # size) goes into the manifest so the dataset's lineage names the exact uploads it came from.
+        first_marker = json.loads((shard_dirs[0] / contract.SHARD_COMPLETE_MARKER).read_text(encoding="utf-8"))
+        lineage = {
+            "run": settings.run,
+            "bucket": settings.bucket,
+            MARKER_SOURCES_KEY: first_marker.get(MARKER_SOURCES_KEY, []),
+        }
+        manifest = finalize(shard_dirs, out_dir, expected_shards=settings.shards, extra_manifest=lineage)
         prefix = contract.dataset_prefix(settings.run)
         upload_tree(s3, settings.bucket, out_dir, prefix, last=contract.DATASET_MANIFEST_NAME, progress=progress)
         log.info("dataset uploaded to s3://%s/%s", settings.bucket, prefix)

@@ -145,6 +145,10 @@ def test_two_shards_then_finalize(aws_env: dict[str, str], tmp_path: Path, monke
     assert stored == manifest
     assert stored["class_names"] == ["ball", "box"]
     assert stored["totals"]["images"] == 6
+    # Lineage: the manifest names the exact uploads (key + ETag) the dataset was rendered from.
+    assert stored["run"] == "run-1"
+    assert {src["key"] for src in stored[cloud.MARKER_SOURCES_KEY]} == set(meshes_before)
+    assert all(src.get("etag") for src in stored[cloud.MARKER_SOURCES_KEY])
     images = [k for k in dataset if f"/{contract.IMAGES_DIR}/" in k]
     labels = [k for k in dataset if f"/{contract.LABELS_DIR}/" in k]
     assert len(images) == len(labels) == 6
