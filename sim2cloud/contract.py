@@ -250,6 +250,8 @@ class Env:
     SERVING_PORT: Final = "SAGEMAKER_BIND_TO_PORT"
     SERVING_WORKERS: Final = "SAGEMAKER_MODEL_SERVER_WORKERS"
     SERVING_MAX_BODY_BYTES: Final = "SIM2CLOUD_MAX_BODY_BYTES"
+    SERVING_USER: Final = "SIM2CLOUD_SERVING_USER"  # serving workers drop root to this user (set in the image)
+    SERVING_THREADS: Final = "SIM2CLOUD_SERVING_THREADS"  # ONNX Runtime intra-op threads per serving worker
 
 
 # --------------------------------------------------------------------------------------
