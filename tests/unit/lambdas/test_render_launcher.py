@@ -1,0 +1,387 @@
+"""Render launcher against moto: batching, validation/quarantine, idempotency, key encodings, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from lambda_test_support import (
+    BUCKET,
+    REGION,
+    LambdaContext,
+    eventbridge_object_created,
+    put,
+    s3_notification,
+    sqs_event,
+)
+
+from sim2cloud import contract
+from sim2cloud.contract import Env
+
+QUEUE = "sim2cloud-render-queue"
+FRAMES_PER_SHARD = 4
+DEFAULT_FRAMES = 10
+
+
+@pytest.fixture
+def batch(aws: None) -> Any:
+    """A Batch job queue and the render/finalize job definitions (moto's Docker-free Batch)."""
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    client = boto3.client("batch", region_name=REGION)
+    env = client.create_compute_environment(
+        computeEnvironmentName="render-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )
+    client.create_job_queue(
+        jobQueueName=QUEUE,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+    )
+    for name in ("sim2cloud-render", "sim2cloud-finalize"):
+        client.register_job_definition(
+            jobDefinitionName=name,
+            type="container",
+            containerProperties={"image": "render:latest", "vcpus": 1, "memory": 512, "command": ["true"]},
+        )
+    return client
+
+
+@pytest.fixture
+def launcher_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    def apply(quiet: int = 0, max_bytes: int = 1_000_000, queue: str = QUEUE) -> None:
+        values = {
+            Env.DATA_BUCKET: BUCKET,
+            Env.JOB_QUEUE: queue,
+            Env.RENDER_JOB_DEFINITION: "sim2cloud-render",
+            Env.FINALIZE_JOB_DEFINITION: "sim2cloud-finalize",
+            Env.FRAMES_PER_SHARD: str(FRAMES_PER_SHARD),
+            Env.DEFAULT_FRAMES: str(DEFAULT_FRAMES),
+            Env.QUIET_PERIOD_SECONDS: str(quiet),
+            Env.MAX_MESH_BYTES: str(max_bytes),
+        }
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    apply()
+    return apply
+
+
+@pytest.fixture
+def launcher(
+    s3: Any, batch: Any, launcher_env: Callable[..., None], load_handler: Callable[[str], ModuleType]
+) -> Callable[..., dict[str, Any]]:
+    """Invoke a freshly loaded handler (so environment changes made by the test take effect)."""
+
+    def invoke(event: dict[str, Any], **env: Any) -> dict[str, Any]:
+        if env:
+            launcher_env(**env)
+        module = load_handler("render_launcher")
+        return module.handler(event, LambdaContext("render-launcher"))
+
+    return invoke
+
+
+def submitted_jobs(batch: Any) -> list[dict[str, Any]]:
+    """Parent jobs (array children, ``<id>:<index>``, left out) with their details."""
+    summaries = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["*"]}])["jobSummaryList"]
+    ids = [s["jobId"] for s in summaries if ":" not in s["jobId"]]
+    return batch.describe_jobs(jobs=ids)["jobs"] if ids else []
+
+
+def environment_of(job: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in job["container"]["environment"]}
+
+
+def status_of(s3: Any, run: str) -> dict[str, Any]:
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=contract.run_status_key(run))["Body"].read())
+
+
+def quarantine_reason(s3: Any, key: str) -> dict[str, Any]:
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=contract.quarantine_reason_key(key))["Body"].read())
+
+
+MESH = b"solid cube\nendsolid cube\n"
+
+
+def test_quiet_batch_becomes_one_array_job_plus_finalize(s3: Any, batch: Any, launcher: Any) -> None:
+    events = [
+        put(s3, "meshes/drop1/mug/mug.obj", MESH),
+        put(s3, "meshes/drop1/mug/mug.mtl", b"newmtl a\n"),
+        put(s3, "meshes/drop1/box/box.stl", MESH),
+    ]
+    result = launcher(sqs_event(*events))
+
+    assert result["batchItemFailures"] == []
+    actions = sorted(outcome["action"] for outcome in result["outcomes"])
+    assert actions == ["duplicate", "duplicate", "submitted"]
+    jobs = {job["jobName"].split("-")[1]: job for job in submitted_jobs(batch)}
+    assert set(jobs) == {"render", "finalize"}
+    shards = math.ceil(DEFAULT_FRAMES / FRAMES_PER_SHARD)
+    assert jobs["render"]["arrayProperties"]["size"] == shards
+    assert jobs["finalize"]["dependsOn"] == [{"jobId": jobs["render"]["jobId"]}]
+    render_env = environment_of(jobs["render"])
+    run = render_env[Env.RUN_ID]
+    assert run.startswith("drop1-")
+    assert render_env[Env.DATA_BUCKET] == BUCKET
+    assert render_env[Env.BATCH_ID] == "drop1"
+    assert render_env[Env.SHARD_COUNT] == str(shards)
+    assert render_env[Env.FRAMES] == str(DEFAULT_FRAMES)
+    assert Env.RENDER_CONFIG_KEY not in render_env
+    assert environment_of(jobs["finalize"])[Env.RUN_ID] == run
+    status = status_of(s3, run)
+    assert status["state"] == "submitted"
+    assert status["render_job_id"] == jobs["render"]["jobId"]
+    assert status["finalize_job_id"] == jobs["finalize"]["jobId"]
+    assert sorted(status["meshes"]) == ["meshes/drop1/box/box.stl", "meshes/drop1/mug/mug.obj"]
+
+
+def test_duplicate_and_redelivered_events_submit_once(s3: Any, batch: Any, launcher: Any) -> None:
+    event = put(s3, "meshes/dup/mug/mug.glb", MESH)
+    first = launcher(sqs_event(event))
+    again = launcher(sqs_event(event, event))
+    assert [o["action"] for o in first["outcomes"]] == ["submitted"]
+    assert [o["action"] for o in again["outcomes"]] == ["duplicate", "duplicate"]
+    assert len(submitted_jobs(batch)) == 2  # one render + one finalize
+
+
+def test_batch_file_submits_at_once_and_delayed_events_do_not_resubmit(s3: Any, batch: Any, launcher: Any) -> None:
+    mesh_event = put(s3, "meshes/b2/mug/mug.ply", MESH)
+    config_event = put(s3, "meshes/b2/batch.yaml", b"# render settings\nframes: 9  # total\nclasses: [mug]\n")
+
+    # Within the quiet period, the delayed event of the mesh waits: more files may come.
+    waiting = launcher(sqs_event(mesh_event), quiet=3600)
+    assert [o["action"] for o in waiting["outcomes"]] == ["waiting"]
+    assert submitted_jobs(batch) == []
+
+    # batch.yaml (EventBridge, no delay) says the batch is complete: submit now, frames from the file.
+    direct = launcher(config_event, quiet=3600)
+    assert [o["action"] for o in direct["outcomes"]] == ["submitted"]
+    render = next(job for job in submitted_jobs(batch) if "render" in job["jobName"])
+    assert environment_of(render)[Env.FRAMES] == "9"
+    assert render["arrayProperties"]["size"] == math.ceil(9 / FRAMES_PER_SHARD)
+    assert environment_of(render)[Env.RENDER_CONFIG_KEY] == "meshes/b2/batch.yaml"
+
+    # Later the quiet period passes: the delayed events of the same content find the submission.
+    late = launcher(sqs_event(config_event, mesh_event), quiet=0)
+    assert [o["action"] for o in late["outcomes"]] == ["duplicate", "duplicate"]
+    assert len(submitted_jobs(batch)) == 2
+
+
+def test_new_content_after_a_submission_becomes_a_new_run(s3: Any, batch: Any, launcher: Any) -> None:
+    first = launcher(sqs_event(put(s3, "meshes/grow/mug/a.obj", MESH)))
+    second = launcher(sqs_event(put(s3, "meshes/grow/mug/b.obj", MESH)))
+    runs = {first["outcomes"][0]["run"], second["outcomes"][0]["run"]}
+    assert len(runs) == 2
+    assert len(submitted_jobs(batch)) == 4
+
+
+def test_invalid_files_are_quarantined_and_the_rest_is_submitted(s3: Any, batch: Any, launcher: Any) -> None:
+    uploads = {
+        "meshes/mixed/mug/good.glb": MESH,
+        "meshes/mixed/mug/empty.obj": b"",
+        "meshes/mixed/mug/notes.txt": b"hello",
+        "meshes/mixed/mug/huge.stl": b"x" * 2000,
+        "meshes/mixed/too/deep/x.obj": MESH,
+        "meshes/mixed/loose.obj": MESH,
+    }
+    events = [put(s3, key, body) for key, body in uploads.items()]
+    etags = {key: s3.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in uploads}
+
+    result = launcher(sqs_event(*events), max_bytes=1000)
+
+    assert result["batchItemFailures"] == []
+    reasons = {key: quarantine_reason(s3, key)["reason"] for key in uploads if key != "meshes/mixed/mug/good.glb"}
+    assert "empty" in reasons["meshes/mixed/mug/empty.obj"]
+    assert "'.txt' is not supported" in reasons["meshes/mixed/mug/notes.txt"]
+    assert "2000 bytes, over the limit of 1000" in reasons["meshes/mixed/mug/huge.stl"]
+    assert "does not follow" in reasons["meshes/mixed/too/deep/x.obj"]
+    assert "does not follow" in reasons["meshes/mixed/loose.obj"]
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=BUCKET, Key=contract.quarantine_reason_key("meshes/mixed/mug/good.glb"))
+    # Every upload is still where the user put it, unchanged.
+    for key, body in uploads.items():
+        stored = s3.get_object(Bucket=BUCKET, Key=key)
+        assert stored["ETag"] == etags[key]
+        assert stored["Body"].read() == body
+    jobs = submitted_jobs(batch)
+    assert len(jobs) == 2
+    run = environment_of(jobs[0])[Env.RUN_ID]
+    assert status_of(s3, run)["meshes"] == ["meshes/mixed/mug/good.glb"]
+    assert len(status_of(s3, run)["rejected"]) == 5
+
+
+def test_batch_without_a_valid_mesh_submits_nothing_and_records_why(s3: Any, batch: Any, launcher: Any) -> None:
+    events = [put(s3, "meshes/bad/mug/readme.md", b"x"), put(s3, "meshes/bad/mug/tex.png", b"png")]
+    result = launcher(sqs_event(*events))
+    assert {o["action"] for o in result["outcomes"]} == {"rejected", "duplicate"}
+    assert submitted_jobs(batch) == []
+    assert "not supported" in quarantine_reason(s3, "meshes/bad/mug/readme.md")["reason"]
+    run = next(o["run"] for o in result["outcomes"] if o["action"] == "rejected")
+    status = status_of(s3, run)
+    assert status["state"] == "rejected"
+    assert "no valid mesh" in status["reason"]
+
+
+def test_invalid_batch_file_stops_the_batch_with_a_reason(s3: Any, batch: Any, launcher: Any) -> None:
+    put(s3, "meshes/cfg/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/cfg/batch.yaml", b"frames: lots\n"))
+    assert result["outcomes"][0]["action"] == "rejected"
+    assert submitted_jobs(batch) == []
+    assert "frames: 'lots' is not an integer" in quarantine_reason(s3, "meshes/cfg/batch.yaml")["reason"]
+
+
+KEYS_THAT_NEED_CARE = [
+    "meshes/odd/mug/cup 1+2:ü%20ß.glb",
+    "meshes/odd/mug/a+b=c&d.obj",
+    "meshes/odd/mug/日本 語.stl",
+    "meshes/odd/mug/100%.ply",
+]
+
+
+@pytest.mark.parametrize("key", KEYS_THAT_NEED_CARE)
+@pytest.mark.parametrize("shape", ["sqs+eventbridge", "s3-notification", "sqs+s3-notification"])
+def test_every_delivery_path_finds_the_stored_object(s3: Any, batch: Any, launcher: Any, key: str, shape: str) -> None:
+    response = s3.put_object(Bucket=BUCKET, Key=key, Body=MESH)
+    etag = response["ETag"].strip('"')
+    if shape == "sqs+eventbridge":
+        event = sqs_event(eventbridge_object_created(BUCKET, key, size=len(MESH), etag=etag))
+    elif shape == "s3-notification":
+        event = s3_notification(BUCKET, key, size=len(MESH), etag=etag)
+        assert event["Records"][0]["s3"]["object"]["key"] != key  # it really is encoded
+    else:
+        event = sqs_event(s3_notification(BUCKET, key, size=len(MESH), etag=etag))
+
+    result = launcher(event)
+
+    assert result.get("batchItemFailures", []) == []
+    (outcome,) = result["outcomes"]
+    assert outcome["action"] == "submitted", outcome
+    assert status_of(s3, outcome["run"])["meshes"] == [key]
+
+
+def test_batch_file_delivered_by_eventbridge_keeps_a_colon_in_the_batch_name(
+    s3: Any, batch: Any, launcher: Any
+) -> None:
+    put(s3, "meshes/b:1/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/b:1/batch.yaml", b"frames: 4\n"))
+    # ':' is not allowed in a batch id (it names folders and jobs): every file gets that reason.
+    assert result["outcomes"][0]["action"] == "rejected"
+    assert "invalid batch folder name 'b:1'" in quarantine_reason(s3, "meshes/b:1/mug/mug.obj")["reason"]
+    assert submitted_jobs(batch) == []
+
+
+def test_placeholders_and_other_prefixes_are_ignored(s3: Any, batch: Any, launcher: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="meshes/new-folder/", Body=b"")
+    placeholder = eventbridge_object_created(
+        BUCKET, "meshes/new-folder/", size=0, etag="d41d8cd98f00b204e9800998ecf8427e"
+    )
+    elsewhere = put(s3, "renders/run/shard-0000/x.png", b"png")
+    result = launcher(sqs_event(placeholder, elsewhere))
+    assert [o["action"] for o in result["outcomes"]] == ["ignored", "ignored"]
+    assert result["batchItemFailures"] == []
+    assert submitted_jobs(batch) == []
+
+
+def test_failed_submission_is_retried_by_sqs_and_then_succeeds(s3: Any, batch: Any, launcher: Any) -> None:
+    event = sqs_event(put(s3, "meshes/retry/mug/mug.obj", MESH))
+    failed = launcher(event, queue="no-such-queue")
+    assert failed["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    # The claim was released, so the redelivered message submits.
+    retried = launcher(event, queue=QUEUE)
+    assert retried["batchItemFailures"] == []
+    assert [o["action"] for o in retried["outcomes"]] == ["submitted"]
+    assert len(submitted_jobs(batch)) == 2
+
+
+def test_a_fresh_claim_of_another_invocation_makes_the_record_retry(s3: Any, batch: Any, launcher: Any) -> None:
+    event = sqs_event(put(s3, "meshes/busy/mug/mug.obj", MESH))
+    first = launcher(event)
+    run = first["outcomes"][0]["run"]
+    # Simulate an owner that claimed and has not finished yet.
+    status = status_of(s3, run)
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=contract.run_status_key(run),
+        Body=json.dumps({**status, "state": "claimed"}).encode(),
+    )
+    busy = launcher(event)
+    assert busy["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert len(submitted_jobs(batch)) == 2
+
+
+def test_an_abandoned_claim_is_taken_over_and_resumed(s3: Any, batch: Any, load_handler: Any) -> None:
+    module = load_handler("render_launcher")
+    logic = module.RenderLauncher
+    settings = module.RenderLauncherSettings(
+        bucket=BUCKET,
+        job_queue=QUEUE,
+        render_job_definition="sim2cloud-render",
+        finalize_job_definition="sim2cloud-finalize",
+        frames_per_shard=FRAMES_PER_SHARD,
+        default_frames=DEFAULT_FRAMES,
+        quiet_period_seconds=0,
+        max_mesh_bytes=1_000_000,
+    )
+    launcher = logic(settings, s3, batch)
+    s3.put_object(Bucket=BUCKET, Key="meshes/stale/mug/mug.obj", Body=MESH)
+    now = datetime.now(UTC)
+    done = launcher.evaluate_batch("stale", now, immediate=False)
+    render_id = done.render_job_id
+    # Pretend the owner crashed after the render job: only the render id is recorded.
+    status = status_of(s3, done.run)
+    partial = {k: v for k, v in status.items() if k != "finalize_job_id"} | {"state": "render_submitted"}
+    s3.put_object(Bucket=BUCKET, Key=contract.run_status_key(done.run), Body=json.dumps(partial).encode())
+    for job in submitted_jobs(batch):
+        if "finalize" in job["jobName"]:
+            batch.terminate_job(jobId=job["jobId"], reason="test: lost")
+
+    later = now + timedelta(seconds=module.logic.CLAIM_TIMEOUT_SECONDS + 60)
+    resumed = launcher.evaluate_batch("stale", later, immediate=False)
+
+    assert resumed.action == "submitted"
+    assert resumed.render_job_id == render_id  # the render job was not submitted again
+    renders = [job for job in submitted_jobs(batch) if "render" in job["jobName"]]
+    assert len(renders) == 1
+    assert status_of(s3, done.run)["finalize_job_id"] == resumed.finalize_job_id
+
+
+def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch, load_handler: Any) -> None:
+    for name in (Env.DATA_BUCKET, Env.JOB_QUEUE, Env.RENDER_JOB_DEFINITION, Env.FINALIZE_JOB_DEFINITION):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(Env.FRAMES_PER_SHARD, "zero")
+    module = load_handler("render_launcher")
+    with pytest.raises(ValueError, match=Env.JOB_QUEUE) as err:
+        module.handler({"Records": []}, LambdaContext("render-launcher"))
+    assert Env.DATA_BUCKET in str(err.value)
+    assert f"{Env.FRAMES_PER_SHARD}='zero' is not an integer" in str(err.value)
+
+
+def test_frames_line_parsing(load_handler: Any) -> None:
+    logic = load_handler("render_launcher").logic
+    assert logic.frames_from_batch_config("classes: [a]\nframes: 120\n") == 120
+    assert logic.frames_from_batch_config("frames: '64' # quoted\n") == 64
+    assert logic.frames_from_batch_config("render:\n  frames: 5\n") is None  # nested, not top-level
+    with pytest.raises(logic.BatchConfigError, match="at least 1"):
+        logic.frames_from_batch_config("frames: 0\n")
+
+
+def test_every_log_line_is_json_with_request_batch_and_run(
+    s3: Any, batch: Any, launcher: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = [put(s3, "meshes/logged/mug/a.obj", MESH), put(s3, "meshes/logged/mug/notes.txt", b"x")]
+    launcher(sqs_event(*events))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"rejected upload", "submitted render", "event handled"} <= {line["message"] for line in lines}
+    for line in lines:
+        assert "request_id" in line, line
+        assert line["request_id"] and line["message_id"] and line["key"].startswith("meshes/logged/")
+        assert line["batch"] == "logged"
+        assert line["run"].startswith("logged-")
