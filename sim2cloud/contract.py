@@ -324,8 +324,9 @@ MODEL_JSON_METRICS_FIELD: Final = "metrics"
 """model.json field holding the final metrics, keyed by METRIC_NAMES (``mAP50``, ``mAP50-95``, ...)."""
 MODEL_JSON_SCHEMA_VERSION: Final = 1
 """model.json keys: schema_version, contract_version, model_version (sha256 prefix of model.onnx), task,
-class_names (index = class id), imgsz (square ONNX input size), input, metrics (final epoch, METRIC_NAMES
-without epoch), epochs_trained, metrics_history, lineage (dataset_run, manifest_sha256, source_meshes, ...),
+class_names (index = class id), imgsz (square ONNX input size), input, metrics (METRIC_NAMES without epoch, of
+the exported best epoch), metrics_epoch, epochs_trained, metrics_history, lineage (dataset_run, manifest_sha256,
+source_meshes, ...),
 training_job, hyperparameters, training_device, versions, created_at."""
 
 

@@ -1,0 +1,1 @@
+"""CDK stacks of Sim-to-Cloud, one per lifecycle (storage, monitoring, render, training, endpoint, CI access)."""

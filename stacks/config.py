@@ -1,0 +1,243 @@
+"""Frozen per-environment settings. Nothing here calls AWS: every value is a literal or comes from CDK context
+or the CDK_DEFAULT_* variables the CLI sets, so ``cdk synth`` works without credentials.
+
+Stacks receive the pieces they need as keyword-only arguments (aws-samples/aws-cdk-project-structure-python),
+so a stack never reads context itself and a test can build any environment by name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import aws_cdk as cdk
+
+PROJECT = "Sim2Cloud"
+"""Stack-name prefix: ``Sim2Cloud-<env>-<Lifecycle>``."""
+RESOURCE_PREFIX = "sim2cloud"
+"""Lower-case prefix for the few physical names we fix (endpoint, queue, functions) so dashboards and alarms
+can name them without cross-stack references."""
+
+PLACEHOLDER_ACCOUNT = "000000000000"
+"""Used when neither context ``account`` nor CDK_DEFAULT_ACCOUNT is set (synth only; never deployable)."""
+PLACEHOLDER_REGION = "us-east-1"
+
+ApprovalMode = Literal["auto", "manual"]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """AWS Batch GPU fleet for the Isaac Sim render job."""
+
+    instance_types: tuple[str, ...]
+    """RTX-class only (Isaac Sim needs RT cores): g6e (L40S), g6 (L4), g5 (A10G). All carry NVMe instance
+    storage, which holds the shader/kit caches."""
+    use_spot: bool
+    """Spot for the primary compute environment; an on-demand environment always follows it in the queue order."""
+    max_vcpus: int
+    """Upper bound of each compute environment (spot and on-demand separately)."""
+    fallback_max_vcpus: int
+    """Upper bound of the on-demand fallback environment (kept small: it only absorbs spot shortages)."""
+    job_vcpus: int = 4
+    job_memory_mib: int = 28_000
+    """Fits a g6.2xlarge / g5.2xlarge (32 GiB) with room for the ECS agent."""
+    shared_memory_mib: int = 8_192
+    """Shared memory (the container's /dev/shm) for Kit's IPC; Docker's 64 MiB default crashes Isaac Sim."""
+    job_timeout_minutes: int = 180
+    retry_attempts: int = 3
+    """Attempts per shard; only host/spot terminations retry, our own errors exit at once."""
+    finalize_vcpus: int = 2
+    finalize_memory_mib: int = 4_096
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """SageMaker training job launched per dataset."""
+
+    instance_type: str
+    use_spot: bool
+    max_runtime_seconds: int
+    quality_gate_map50: float
+    """A model package is approved only when its validation mAP50 reaches this."""
+    approval_mode: ApprovalMode
+    """auto: the gate approves passing models; manual: it leaves them PendingManualApproval for a person."""
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Real-time SageMaker endpoint serving the approved model."""
+
+    instance_type: str
+    """Must be an instance type without local NVMe storage (ml.c6i/ml.m6i...): SageMaker rejects a KMS key for
+    the ML storage volume on instance types with instance storage (g5, c5d, ...)."""
+    min_capacity: int
+    max_capacity: int
+    invocations_per_instance_target: int
+    """Target-tracking value for SageMakerVariantInvocationsPerInstance (per minute)."""
+    data_capture: bool
+    """Capture requests/responses under the contract's capture prefix (KMS-encrypted)."""
+    latency_alarm_microseconds: int = 500_000
+    """ModelLatency (average, microseconds) that rolls a deployment back."""
+    scale_in_cooldown_seconds: int = 300
+    scale_out_cooldown_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    renders_expire_days: int
+    """Render shards are intermediate: the dataset is the product."""
+    datasets_transition_days: int
+    """Datasets move to Infrequent Access after this many days (kept for lineage)."""
+    noncurrent_expire_days: int
+    """Overwritten/deleted object versions are kept this long for recovery."""
+    access_log_expire_days: int = 365
+
+
+@dataclass(frozen=True)
+class CiSettings:
+    github_repository: str
+    """``owner/name`` allowed to assume the deploy role through GitHub OIDC."""
+    github_environment: str
+    """GitHub environment name the workflow job must run in (the trust policy pins it)."""
+    create_oidc_provider: bool = True
+    """One GitHub OIDC provider exists per account: set False in the second environment of a shared account."""
+    subject_repository: str | None = None
+    """How the repository appears in the token's ``sub`` claim when it differs from ``github_repository``:
+    repositories created after 15 July 2026 get immutable claims ``owner@<org id>/name@<repo id>``."""
+
+    @property
+    def subject(self) -> str:
+        """The exact ``sub`` claim of a job of this repository running in this GitHub environment."""
+        return f"repo:{self.subject_repository or self.github_repository}:environment:{self.github_environment}"
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    name: str
+    account: str
+    region: str
+    availability_zone_count: int
+    """AZs of the render VPC (the first N of Fn::GetAZs at deploy; never looked up at synth)."""
+    render: RenderSettings
+    training: TrainingSettings
+    endpoint: EndpointSettings
+    storage: StorageSettings
+    ci: CiSettings
+    retain_data: bool
+    """Retain buckets, keys, repositories and log groups on stack deletion (prod); destroy them in dev."""
+    log_retention_days: int
+    quiet_period_seconds: int
+    """Render batching: a drop is submitted this long after its last file (SQS delivery delay), or at once when
+    its batch config file arrives."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def removal_policy(self) -> cdk.RemovalPolicy:
+        return cdk.RemovalPolicy.RETAIN if self.retain_data else cdk.RemovalPolicy.DESTROY
+
+    @property
+    def cdk_environment(self) -> cdk.Environment:
+        return cdk.Environment(account=self.account, region=self.region)
+
+    def stack_name(self, lifecycle: str) -> str:
+        return f"{PROJECT}-{self.name}-{lifecycle}"
+
+    def resource_name(self, suffix: str) -> str:
+        """Physical name for resources referenced by name elsewhere (dashboard, alarms, workflows)."""
+        return f"{RESOURCE_PREFIX}-{self.name}-{suffix}"
+
+
+def _dev(account: str, region: str, repository: str) -> EnvironmentSettings:
+    return EnvironmentSettings(
+        name="dev",
+        account=account,
+        region=region,
+        availability_zone_count=2,
+        render=RenderSettings(
+            instance_types=("g6.2xlarge", "g5.2xlarge"), use_spot=True, max_vcpus=32, fallback_max_vcpus=8
+        ),
+        training=TrainingSettings(
+            instance_type="ml.g5.xlarge",
+            use_spot=True,
+            max_runtime_seconds=4 * 3600,
+            quality_gate_map50=0.5,
+            approval_mode="auto",
+        ),
+        endpoint=EndpointSettings(
+            instance_type="ml.c6i.xlarge",
+            min_capacity=1,
+            max_capacity=2,
+            invocations_per_instance_target=200,
+            data_capture=False,
+        ),
+        storage=StorageSettings(renders_expire_days=7, datasets_transition_days=30, noncurrent_expire_days=7),
+        ci=CiSettings(github_repository=repository, github_environment="dev"),
+        retain_data=False,
+        log_retention_days=14,
+        quiet_period_seconds=120,
+        tags={"Project": PROJECT, "Environment": "dev"},
+    )
+
+
+def _prod(account: str, region: str, repository: str) -> EnvironmentSettings:
+    return EnvironmentSettings(
+        name="prod",
+        account=account,
+        region=region,
+        availability_zone_count=3,
+        render=RenderSettings(
+            instance_types=("g6e.2xlarge", "g6.2xlarge", "g5.2xlarge"),
+            use_spot=True,
+            max_vcpus=256,
+            fallback_max_vcpus=64,
+        ),
+        training=TrainingSettings(
+            instance_type="ml.g5.2xlarge",
+            use_spot=True,
+            max_runtime_seconds=12 * 3600,
+            quality_gate_map50=0.7,
+            approval_mode="manual",
+        ),
+        endpoint=EndpointSettings(
+            instance_type="ml.c6i.2xlarge",
+            min_capacity=2,
+            max_capacity=8,
+            invocations_per_instance_target=400,
+            data_capture=True,
+        ),
+        storage=StorageSettings(renders_expire_days=30, datasets_transition_days=90, noncurrent_expire_days=90),
+        ci=CiSettings(github_repository=repository, github_environment="prod"),
+        retain_data=True,
+        log_retention_days=365,
+        quiet_period_seconds=300,
+        tags={"Project": PROJECT, "Environment": "prod"},
+    )
+
+
+_FACTORIES = {"dev": _dev, "prod": _prod}
+ENVIRONMENTS: tuple[str, ...] = tuple(_FACTORIES)
+
+DEFAULT_GITHUB_REPOSITORY = "sim2cloud/sim2cloud"
+"""Overridden with ``-c github_repository=owner/name``."""
+
+
+def load_settings(name: str, context: Mapping[str, Any] | None = None) -> EnvironmentSettings:
+    """Settings for environment ``name``; ``context`` (CDK context values) may override account, region and
+    the GitHub repository. Raises ValueError naming the known environments for an unknown name."""
+    context = context or {}
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown environment {name!r} (-c env=...): choose one of {', '.join(ENVIRONMENTS)}")
+    account = str(context.get("account") or os.environ.get("CDK_DEFAULT_ACCOUNT") or PLACEHOLDER_ACCOUNT)
+    region = str(context.get("region") or os.environ.get("CDK_DEFAULT_REGION") or PLACEHOLDER_REGION)
+    repository = str(context.get("github_repository") or DEFAULT_GITHUB_REPOSITORY)
+    settings = _FACTORIES[name](account, region, repository)
+    if context.get("github_subject_repository"):
+        settings = replace(
+            settings, ci=replace(settings.ci, subject_repository=str(context["github_subject_repository"]))
+        )
+    if context.get("create_oidc_provider") is not None:
+        flag = str(context["create_oidc_provider"]).lower() in {"1", "true", "yes"}
+        settings = replace(settings, ci=replace(settings.ci, create_oidc_provider=flag))
+    return settings

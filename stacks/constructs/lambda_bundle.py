@@ -1,0 +1,50 @@
+"""Lambda code bundling without Docker: copy the handler's modules plus the shared packages into a staging
+folder that ``lambda_.Code.from_asset`` hashes.
+
+The bundle holds only what the handlers import: ``lambda/<function>/*.py`` at the root (``handler.handler``),
+``lambda/shared/*.py`` as package ``shared/`` and ``sim2cloud/__init__.py`` + ``sim2cloud/contract.py`` as
+package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries). boto3 comes from the runtime.
+Copies keep content only (no timestamps or permissions) so the asset hash changes only when code does.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_ROOT = REPO_ROOT / "lambda"
+SHARED_PACKAGE = "shared"
+CONTRACT_FILES = ("__init__.py", "contract.py")
+
+
+def _copy_modules(source_dir: Path, target_dir: Path) -> None:
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for module in sorted(source_dir.glob("*.py")):
+        # write_bytes (not copy2): the staged file carries no mtime/mode, so the hash depends on content only.
+        (target_dir / module.name).write_bytes(module.read_bytes())
+
+
+def build_lambda_bundle(function_name: str, out_root: Path) -> Path:
+    """Stage the bundle of ``lambda/<function_name>`` under ``out_root/<function_name>`` and return that folder.
+
+    Raises FileNotFoundError naming the missing folder or handler when the function's code is absent, so a
+    stack can never deploy an empty Lambda.
+    """
+    source = LAMBDA_ROOT / function_name
+    if not (source / "handler.py").is_file():
+        raise FileNotFoundError(f"Lambda {function_name!r}: expected {source / 'handler.py'} (entry handler.handler)")
+    staging = out_root / function_name
+    # Rebuilt from scratch each synth: a module deleted from the source must vanish from the bundle.
+    if staging.exists():
+        shutil.rmtree(staging)
+    _copy_modules(source, staging)
+    shared = LAMBDA_ROOT / SHARED_PACKAGE
+    if shared.is_dir():
+        _copy_modules(shared, staging / SHARED_PACKAGE)
+        (staging / SHARED_PACKAGE / "__init__.py").touch()
+    contract_target = staging / "sim2cloud"
+    contract_target.mkdir()
+    for name in CONTRACT_FILES:
+        (contract_target / name).write_bytes((REPO_ROOT / "sim2cloud" / name).read_bytes())
+    return staging

@@ -1,0 +1,117 @@
+"""Builds the whole CDK app for one environment; ``app.py`` and the infra tests both call ``build_app``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.ci_access_stack import CiAccessStack
+from stacks.config import EnvironmentSettings, load_settings
+from stacks.endpoint_stack import EndpointStack
+from stacks.monitoring_stack import MonitoringStack
+from stacks.render_stack import RenderStack
+from stacks.storage_stack import StorageStack
+from stacks.training_stack import TrainingStack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CDK_JSON = REPO_ROOT / "cdk.json"
+
+
+CONTEXT_KEYS = ("account", "region", "github_repository", "github_subject_repository", "create_oidc_provider")
+"""Context values (``-c key=value``) that override environment settings; see stacks.config.load_settings."""
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The feature flags and defaults from cdk.json, so an app built outside the CLI (tests) matches it."""
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text())["context"]
+    return context
+
+
+def bundle_root(app: cdk.App) -> Path:
+    """Lambda bundles are staged beside the cloud assembly (cdk.out/ or a test's outdir), never in the repo."""
+    return Path(app.outdir) / "lambda-bundles"
+
+
+def add_stacks(app: cdk.App, settings: EnvironmentSettings) -> dict[str, cdk.Stack]:
+    """Every stack of one environment, wired by passing constructs (CDK turns them into exports/imports)."""
+    storage = StorageStack(
+        app, settings.stack_name("Storage"), settings=settings, description="Sim2Cloud data bucket and key"
+    )
+    monitoring = MonitoringStack(
+        app, settings.stack_name("Monitoring"), settings=settings, description="Sim2Cloud failure topic and dashboard"
+    )
+    render = RenderStack(
+        app,
+        settings.stack_name("Render"),
+        settings=settings,
+        data_key=storage.key,
+        failure_topic=monitoring.topic,
+        description="Sim2Cloud render fleet (AWS Batch GPU) and job definitions",
+    )
+    # Stacks that name the bucket through PipelineNames hold no token of it: order them explicitly.
+    render.add_stack_dependency(storage)
+    training = TrainingStack(
+        app,
+        settings.stack_name("Training"),
+        settings=settings,
+        data_key=storage.key,
+        failure_topic=monitoring.topic,
+        job_queue=render.job_queue,
+        render_job=render.render_job,
+        finalize_job=render.finalize_job,
+        bundle_root=bundle_root(app),
+        description="Sim2Cloud orchestration Lambdas, rules, SageMaker role and model registry",
+    )
+    training.add_stack_dependency(storage)
+    endpoint = EndpointStack(
+        app,
+        settings.stack_name("Endpoint"),
+        settings=settings,
+        data_key=storage.key,
+        model_repository=training.repository,
+        failure_topic=monitoring.topic,
+        description="Sim2Cloud SageMaker endpoint serving the approved model package",
+    )
+    endpoint.add_stack_dependency(storage)
+    ci_access = CiAccessStack(
+        app, settings.stack_name("CiAccess"), settings=settings, description="Sim2Cloud GitHub OIDC deploy role"
+    )
+    stacks: dict[str, cdk.Stack] = {
+        "Storage": storage,
+        "Monitoring": monitoring,
+        "Render": render,
+        "Training": training,
+        "Endpoint": endpoint,
+        "CiAccess": ci_access,
+    }
+    return stacks
+
+
+def build_app(
+    environment: str | None = None,
+    *,
+    outdir: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    with_nag: bool = True,
+) -> tuple[cdk.App, dict[str, cdk.Stack]]:
+    """The app for ``environment`` (else context ``env``), with cdk-nag AwsSolutions checks registered."""
+    merged = {**cdk_json_context(), **(context or {})}
+    if environment is not None:
+        merged["env"] = environment
+    app = cdk.App(outdir=outdir, context=merged)
+    name = str(app.node.try_get_context("env") or "dev")
+    settings = load_settings(
+        name,
+        {key: app.node.try_get_context(key) for key in CONTEXT_KEYS},
+    )
+    if with_nag:
+        # cdk-nag 3 runs as a CDK policy-validation plugin: unacknowledged findings fail synth.
+        cdk.Validations.of(app).add_plugins(
+            AwsSolutionsChecks(app, verbose=True, write_suppressions_to_cloud_formation=True)
+        )
+    return app, add_stacks(app, settings)

@@ -1,0 +1,217 @@
+"""Render lifecycle: the private network, the AWS Batch GPU fleet, the Isaac Sim image repository and the job
+definitions for the render array job and its finalize job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from sim2cloud import contract
+from stacks.base import PipelineStack
+from stacks.config import EnvironmentSettings
+from stacks.constructs.bucket_access import grant_prefixes
+from stacks.constructs.encryption import allow_cloudwatch_logs, customer_key, encrypted_log_group
+from stacks.constructs.event_patterns import event_pattern
+from stacks.constructs.gpu_fleet import GpuFleet
+from stacks.constructs.nag import acknowledge
+from stacks.constructs.private_network import PrivateNetwork
+from stacks.names import PipelineNames
+
+IMAGE_ENTRYPOINT = "/opt/sim2cloud/entrypoint.sh"
+"""Our image (containers/isaac-sim) replaces Isaac Sim's streaming-app entrypoint with this script, which runs
+``/isaac-sim/python.sh -m isaac_jobs.cloud <mode>``. Batch job definitions have no entrypoint field, so the
+job's ``command`` overrides the image's CMD: the mode of that script."""
+RENDER_COMMAND = ["shard", "--no-progress"]
+FINALIZE_COMMAND = ["finalize", "--no-progress"]
+ISAAC_CACHE_PATHS = {
+    # container path -> folder under the instance-store mount (shader/kit caches survive between jobs on a host)
+    "/isaac-sim/kit/cache": "kit-cache",
+    "/isaac-sim/.cache": "ov-cache",
+    "/isaac-sim/.nv/ComputeCache": "compute-cache",
+}
+WORK_DIR = "/scratch"
+"""SIM2CLOUD_WORK_DIR in the image; mounted from the instance store below."""
+
+
+class RenderStack(PipelineStack):
+    job_queue: batch.JobQueue
+    render_job: batch.EcsJobDefinition
+    finalize_job: batch.EcsJobDefinition
+    repository: ecr.Repository
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        data_key: kms.IKey,
+        failure_topic: sns.ITopic,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, settings=settings, **kwargs)
+        names = PipelineNames(settings)
+        render = settings.render
+        key = customer_key(
+            self,
+            "RenderKey",
+            alias=f"alias/{settings.resource_name('render')}",
+            description=f"Sim2Cloud {settings.name}: render logs",
+            removal_policy=settings.removal_policy,
+        )
+        allow_cloudwatch_logs(key)
+        network = PrivateNetwork(
+            self,
+            "Network",
+            availability_zone_count=settings.availability_zone_count,
+            flow_log_group=encrypted_log_group(
+                self,
+                "FlowLogs",
+                key=key,
+                retention_days=settings.log_retention_days,
+                removal_policy=settings.removal_policy,
+            ),
+        )
+        fleet = GpuFleet(self, "Fleet", vpc=network.vpc, settings=render, queue_name=names.job_queue)
+        self.job_queue = fleet.queue
+
+        # We mirror nvcr.io/nvidia/isaac-sim (about 10 GB) plus our job layer here: pulling from NGC per job
+        # would need internet access (no NAT here) and NGC credentials on every host.
+        self.repository = ecr.Repository(
+            self,
+            "IsaacSimImage",
+            repository_name=settings.resource_name("isaac-sim"),
+            image_scan_on_push=True,
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            encryption=ecr.RepositoryEncryption.KMS,
+            lifecycle_rules=[ecr.LifecycleRule(description="keep the last 5 images", max_image_count=5)],
+            removal_policy=settings.removal_policy,
+        )
+        log_group = encrypted_log_group(
+            self,
+            "JobLogs",
+            key=key,
+            retention_days=settings.log_retention_days,
+            removal_policy=settings.removal_policy,
+        )
+        logging = ecs.LogDrivers.aws_logs(stream_prefix="render", log_group=log_group)
+        image = ecs.ContainerImage.from_ecr_repository(self.repository, tag="latest")
+        common_env = {
+            contract.Env.DATA_BUCKET: names.data_bucket,
+            contract.Env.ENVIRONMENT: settings.name,
+            contract.Env.LOG_LEVEL: "INFO",
+            contract.Env.WORK_DIR: WORK_DIR,
+        }
+
+        render_role = iam.Role(self, "RenderJobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
+        grant_prefixes(
+            render_role,
+            names.data_bucket,
+            data_key,
+            read=(contract.MESHES_PREFIX,),
+            write=(contract.RENDERS_PREFIX, contract.ASSETS_PREFIX),
+            nag_scope=render_role,
+        )
+        volumes = [
+            batch.EcsVolume.host(
+                name=f"isaac-{folder}",
+                host_path=f"{GpuFleet.INSTANCE_STORE_MOUNT}/{folder}",
+                container_path=container_path,
+            )
+            for container_path, folder in ISAAC_CACHE_PATHS.items()
+        ] + [
+            batch.EcsVolume.host(
+                name="work", host_path=f"{GpuFleet.INSTANCE_STORE_MOUNT}/work", container_path=WORK_DIR
+            )
+        ]
+        render_container = batch.EcsEc2ContainerDefinition(
+            self,
+            "RenderContainer",
+            image=image,
+            cpu=render.job_vcpus,
+            memory=cdk.Size.mebibytes(render.job_memory_mib),
+            gpu=1,
+            # Overrides the image's CMD; its ENTRYPOINT (IMAGE_ENTRYPOINT) replaced the streaming app.
+            command=RENDER_COMMAND,
+            environment={**common_env, "ACCEPT_EULA": "Y", contract.Env.RENDER_BACKEND: "isaac"},
+            job_role=render_role,
+            linux_parameters=batch.LinuxParameters(
+                self, "RenderLinux", shared_memory_size=cdk.Size.mebibytes(render.shared_memory_mib)
+            ),
+            volumes=volumes,
+            logging=logging,
+        )
+        retry = [
+            # Retry only when the host went away (spot reclaim, instance failure); our own errors exit at once.
+            batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_status_reason="Host EC2*")),
+            batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+        ]
+        self.render_job = batch.EcsJobDefinition(
+            self,
+            "RenderShardJob",
+            job_definition_name=names.render_job_definition,
+            container=render_container,
+            retry_attempts=render.retry_attempts,
+            retry_strategies=retry,
+            timeout=cdk.Duration.minutes(render.job_timeout_minutes),
+            propagate_tags=True,
+        )
+
+        finalize_role = iam.Role(self, "FinalizeJobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
+        grant_prefixes(
+            finalize_role,
+            names.data_bucket,
+            data_key,
+            read=(contract.RENDERS_PREFIX,),
+            write=(contract.DATASETS_PREFIX,),
+            nag_scope=finalize_role,
+        )
+        finalize_container = batch.EcsEc2ContainerDefinition(
+            self,
+            "FinalizeContainer",
+            image=image,
+            cpu=render.finalize_vcpus,
+            memory=cdk.Size.mebibytes(render.finalize_memory_mib),
+            # Same image (it holds isaac_jobs), no GPU: merging shards is file work.
+            command=FINALIZE_COMMAND,
+            environment={**common_env, "ACCEPT_EULA": "Y"},
+            job_role=finalize_role,
+            logging=logging,
+        )
+        self.finalize_job = batch.EcsJobDefinition(
+            self,
+            "FinalizeJob",
+            job_definition_name=names.finalize_job_definition,
+            container=finalize_container,
+            retry_attempts=render.retry_attempts,
+            retry_strategies=retry,
+            timeout=cdk.Duration.minutes(60),
+            propagate_tags=True,
+        )
+
+        # Render failures reach people: every FAILED job of our queue goes to the failure topic.
+        events.Rule(
+            self,
+            "RenderJobFailed",
+            rule_name=names.batch_failure_rule,
+            event_pattern=event_pattern(contract.batch_job_failed_pattern(self.job_queue.job_queue_arn)),
+            targets=[targets.SnsTopic(failure_topic)],
+        )
+        for role in (render_container.execution_role, finalize_container.execution_role):
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5",
+                "CDK's ECS execution-role grant: ecr:GetAuthorizationToken has no resource-level permissions.",
+                applies_to=("Resource::*",),
+            )
+        cdk.CfnOutput(self, "IsaacSimRepositoryUri", value=self.repository.repository_uri)

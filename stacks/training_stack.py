@@ -1,0 +1,388 @@
+"""Training lifecycle: the orchestration Lambdas and their rules, the SageMaker execution role, the YOLO image
+repository and the model package group the gate registers models in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from sim2cloud import contract
+from stacks.base import PipelineStack
+from stacks.config import EnvironmentSettings
+from stacks.constructs.arns import arn, nag_resource
+from stacks.constructs.bucket_access import grant_prefixes
+from stacks.constructs.encryption import allow_cloudwatch_logs, customer_key
+from stacks.constructs.event_patterns import event_pattern
+from stacks.constructs.nag import acknowledge
+from stacks.constructs.pipeline_function import PipelineFunction
+from stacks.constructs.secure_queue import dead_letter_queue, work_queue
+from stacks.names import PipelineNames
+
+LAUNCHER_TIMEOUT = cdk.Duration.minutes(2)
+SAGEMAKER_TRAINING_LOG_GROUP = "log-group:/aws/sagemaker/TrainingJobs"
+"""SageMaker's fixed log group for training jobs (streams are named per job)."""
+DEFAULT_HYPERPARAMETERS = {"model": "yolov8n.yaml", "epochs": "50", "imgsz": "640", "batch": "16"}
+
+
+class TrainingStack(PipelineStack):
+    execution_role: iam.Role
+    repository: ecr.Repository
+    model_package_group: sagemaker.CfnModelPackageGroup
+    functions: dict[str, PipelineFunction]
+    dead_letter_queues: list[sqs.Queue]
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        data_key: kms.IKey,
+        failure_topic: sns.ITopic,
+        job_queue: batch.IJobQueue,
+        render_job: batch.IJobDefinition,
+        finalize_job: batch.IJobDefinition,
+        bundle_root: Path,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, settings=settings, **kwargs)
+        names = PipelineNames(settings)
+        bucket = names.data_bucket
+        self.key = customer_key(
+            self,
+            "PipelineKey",
+            alias=f"alias/{settings.resource_name('pipeline')}",
+            description=f"Sim2Cloud {settings.name}: orchestration queues, Lambda logs and environment",
+            removal_policy=settings.removal_policy,
+        )
+        allow_cloudwatch_logs(self.key)
+        # EventBridge delivers to the encrypted queues (quiet-period queue and rule DLQs).
+        self.key.grant(iam.ServicePrincipal("events.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.dead_letter_queues = []
+
+        self.repository = ecr.Repository(
+            self,
+            "YoloImage",
+            repository_name=settings.resource_name("yolo"),
+            image_scan_on_push=True,
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            encryption=ecr.RepositoryEncryption.KMS,
+            lifecycle_rules=[ecr.LifecycleRule(description="keep the last 10 images", max_image_count=10)],
+            removal_policy=settings.removal_policy,
+        )
+        self.execution_role = self._execution_role(settings, names, data_key)
+        self.model_package_group = sagemaker.CfnModelPackageGroup(
+            self,
+            "ModelPackageGroup",
+            model_package_group_name=names.model_package_group,
+            model_package_group_description=f"Sim2Cloud {settings.name}: YOLO detectors trained on synthetic data",
+        )
+        self.model_package_group.apply_removal_policy(settings.removal_policy)
+
+        common = {
+            contract.Env.DATA_BUCKET: bucket,
+            contract.Env.ENVIRONMENT: settings.name,
+            contract.Env.LOG_LEVEL: "INFO",
+        }
+
+        def function(construct_id: str, folder: str, name: str, environment: dict[str, str]) -> PipelineFunction:
+            created = PipelineFunction(
+                self,
+                construct_id,
+                source_folder=folder,
+                function_name=name,
+                environment={**common, **environment},
+                key=self.key,
+                bundle_root=bundle_root,
+                log_retention_days=settings.log_retention_days,
+                removal_policy=settings.removal_policy,
+                timeout=LAUNCHER_TIMEOUT,
+            )
+            self.dead_letter_queues.append(created.dlq)
+            return created
+
+        render_launcher = function(
+            "RenderLauncher",
+            "render_launcher",
+            names.render_launcher_function,
+            {
+                contract.Env.JOB_QUEUE: job_queue.job_queue_arn,
+                contract.Env.RENDER_JOB_DEFINITION: render_job.job_definition_arn,
+                contract.Env.FINALIZE_JOB_DEFINITION: finalize_job.job_definition_arn,
+                contract.Env.QUIET_PERIOD_SECONDS: str(settings.quiet_period_seconds),
+            },
+        )
+        training_launcher = function(
+            "TrainingLauncher",
+            "training_launcher",
+            names.training_launcher_function,
+            {
+                contract.Env.TRAINING_IMAGE_URI: self.repository.repository_uri_for_tag("latest"),
+                contract.Env.TRAINING_ROLE_ARN: self.execution_role.role_arn,
+                contract.Env.TRAINING_INSTANCE_TYPE: settings.training.instance_type,
+                contract.Env.TRAINING_USE_SPOT: str(settings.training.use_spot).lower(),
+                contract.Env.TRAINING_MAX_RUNTIME_SECONDS: str(settings.training.max_runtime_seconds),
+                contract.Env.TRAINING_HYPERPARAMETERS: json.dumps(DEFAULT_HYPERPARAMETERS, sort_keys=True),
+                contract.Env.KMS_KEY_ARN: data_key.key_arn,
+            },
+        )
+        model_gate = function(
+            "ModelGate",
+            "model_gate",
+            names.model_gate_function,
+            {
+                contract.Env.MODEL_PACKAGE_GROUP: names.model_package_group,
+                contract.Env.QUALITY_GATE_MAP50: str(settings.training.quality_gate_map50),
+                contract.Env.MODEL_APPROVAL_MODE: settings.training.approval_mode,
+                contract.Env.FAILURE_TOPIC_ARN: failure_topic.topic_arn,
+            },
+        )
+        self.functions = {
+            "render_launcher": render_launcher,
+            "training_launcher": training_launcher,
+            "model_gate": model_gate,
+        }
+
+        # --- permissions, each scoped to what the handler calls --------------------------------------------
+        grant_prefixes(
+            render_launcher.grantable,
+            bucket,
+            data_key,
+            read=(contract.MESHES_PREFIX, contract.RUNS_PREFIX),
+            write=(contract.RUNS_PREFIX, contract.QUARANTINE_PREFIX),
+            nag_scope=render_launcher.role,
+        )
+        # Releasing its own claim (runs/<run>/status.json) after a failed submit; nothing else is deleted.
+        render_launcher.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:DeleteObject"],
+                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{contract.RUNS_PREFIX}*"],
+            )
+        )
+        render_launcher.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["batch:SubmitJob"],
+                resources=[
+                    job_queue.job_queue_arn,
+                    # SubmitJob authorizes the definition by name with any revision.
+                    _any_revision(names.render_job_definition),
+                    _any_revision(names.finalize_job_definition),
+                ],
+            )
+        )
+        acknowledge(
+            render_launcher.role,
+            "AwsSolutions-IAM5",
+            "Job definitions are authorized as name:* because every deployment registers a new revision.",
+            applies_to=tuple(
+                nag_resource("batch", f"job-definition/{n}:*")
+                for n in (names.render_job_definition, names.finalize_job_definition)
+            ),
+        )
+
+        grant_prefixes(
+            training_launcher.grantable,
+            bucket,
+            data_key,
+            read=(contract.DATASETS_PREFIX,),
+            write=(contract.QUARANTINE_PREFIX,),
+            nag_scope=training_launcher.role,
+        )
+        training_jobs = arn("sagemaker", f"training-job/{names.training_job_prefix}*")
+        training_launcher.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"],
+                resources=[training_jobs],
+            )
+        )
+        training_launcher.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        nag_training_jobs = nag_resource("sagemaker", f"training-job/{names.training_job_prefix}*")
+        acknowledge(
+            training_launcher.role,
+            "AwsSolutions-IAM5",
+            "Training jobs are named per dataset run at run time; only our name prefix is allowed.",
+            applies_to=(nag_training_jobs,),
+        )
+
+        grant_prefixes(
+            model_gate.grantable,
+            bucket,
+            data_key,
+            read=(contract.MODELS_PREFIX,),
+            write=(contract.RUNS_PREFIX,),
+            nag_scope=model_gate.role,
+        )
+        group_arn = self.model_package_group.attr_model_package_group_arn
+        packages = arn("sagemaker", f"model-package/{names.model_package_group}/*")
+        model_gate.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeTrainingJob", "sagemaker:ListTags"], resources=[training_jobs]
+            )
+        )
+        model_gate.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:UpdateModelPackage",
+                    "sagemaker:DescribeModelPackage",
+                    "sagemaker:ListModelPackages",
+                    "sagemaker:AddTags",
+                ],
+                resources=[group_arn, packages],
+            )
+        )
+        failure_topic.grant_publish(model_gate.role)
+        acknowledge(
+            model_gate.role,
+            "AwsSolutions-IAM5",
+            "CDK's grant_publish on a KMS-encrypted topic: kms:GenerateDataKey* on that topic's key only.",
+            applies_to=("Action::kms:GenerateDataKey*",),
+        )
+        acknowledge(
+            model_gate.role,
+            "AwsSolutions-IAM5",
+            "Model packages get version numbers at registration; the gate acts on any version in our group only.",
+            applies_to=(nag_resource("sagemaker", f"model-package/{names.model_package_group}/*"),),
+        )
+        acknowledge(
+            model_gate.role,
+            "AwsSolutions-IAM5",
+            "The gate reads training jobs named at run time; only our name prefix is allowed.",
+            applies_to=(nag_training_jobs,),
+        )
+
+        # --- events --------------------------------------------------------------------------------------
+        # Mesh drops wait out the quiet period in SQS (DeliveryDelay) before the launcher sees them, so one
+        # drop of many files becomes one submission; the batch config file goes to the launcher at once.
+        quiet_dlq = dead_letter_queue(self, "QuietPeriodDlq", key=self.key)
+        quiet_queue = work_queue(
+            self,
+            "QuietPeriodQueue",
+            key=self.key,
+            dead_letter=quiet_dlq,
+            max_receive_count=5,
+            # AWS guidance: at least 6x the function timeout, so a slow batch is not redelivered mid-flight.
+            visibility_timeout=cdk.Duration.seconds(LAUNCHER_TIMEOUT.to_seconds() * 6),
+            delivery_delay=cdk.Duration.seconds(settings.quiet_period_seconds),
+        )
+        self.dead_letter_queues.append(quiet_dlq)
+        render_launcher.function.add_event_source(
+            sources.SqsEventSource(quiet_queue, batch_size=10, report_batch_item_failures=True)
+        )
+        self._rule(
+            "MeshCreated",
+            contract.mesh_created_pattern(bucket),
+            lambda dlq: targets.SqsQueue(quiet_queue, dead_letter_queue=dlq, retry_attempts=8),
+        )
+        self._rule(
+            "BatchConfigCreated",
+            contract.batch_config_created_pattern(bucket),
+            lambda dlq: targets.LambdaFunction(render_launcher.function, dead_letter_queue=dlq, retry_attempts=8),
+        )
+        self._rule(
+            "DatasetManifestCreated",
+            contract.dataset_manifest_created_pattern(bucket),
+            lambda dlq: targets.LambdaFunction(training_launcher.function, dead_letter_queue=dlq, retry_attempts=8),
+        )
+        self._rule(
+            "TrainingStateChange",
+            contract.training_state_change_pattern(),
+            lambda dlq: targets.LambdaFunction(model_gate.function, dead_letter_queue=dlq, retry_attempts=8),
+        )
+
+        # Anything in a dead-letter queue is a failure a person must see.
+        for queue in self.dead_letter_queues:
+            alarm = cw.Alarm(
+                queue,
+                "DepthAlarm",
+                metric=queue.metric_approximate_number_of_messages_visible(
+                    period=cdk.Duration.minutes(5), statistic="Maximum"
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"Messages in dead-letter queue {queue.node.path}",
+            )
+            alarm.add_alarm_action(cw_actions.SnsAction(failure_topic))
+
+        cdk.CfnOutput(self, "YoloRepositoryUri", value=self.repository.repository_uri)
+        cdk.CfnOutput(self, "ModelPackageGroupName", value=names.model_package_group)
+
+    def _rule(self, construct_id: str, pattern: dict[str, Any], target: Any) -> events.Rule:
+        dlq = dead_letter_queue(self, f"{construct_id}TargetDlq", key=self.key)
+        self.dead_letter_queues.append(dlq)
+        return events.Rule(self, construct_id, event_pattern=event_pattern(pattern), targets=[target(dlq)])
+
+    def _execution_role(self, settings: EnvironmentSettings, names: PipelineNames, data_key: kms.IKey) -> iam.Role:
+        """The role SageMaker training jobs run as: datasets and weights in, models out, nothing else."""
+        role = iam.Role(self, "SageMakerExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+        grant_prefixes(
+            role,
+            names.data_bucket,
+            data_key,
+            read=(contract.DATASETS_PREFIX, contract.MODELS_PREFIX),
+            write=(contract.MODELS_PREFIX,),
+            nag_scope=role,
+        )
+        self.repository.grant_pull(role)
+        # Training volumes and output encrypted with the data key (VolumeKmsKeyId/KmsKeyId): SageMaker creates
+        # grants on the key for the job's resources only.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[data_key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+        log_groups = arn("logs", SAGEMAKER_TRAINING_LOG_GROUP)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[log_groups, f"{log_groups}:*"],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (namespace-conditioned) have no resource-level"
+            " permissions; training log streams are named per job under SageMaker's fixed log group.",
+            applies_to=(
+                "Resource::*",
+                nag_resource("logs", f"{SAGEMAKER_TRAINING_LOG_GROUP}:*"),
+            ),
+        )
+        return role
+
+
+def _any_revision(job_definition_name: str) -> str:
+    return arn("batch", f"job-definition/{job_definition_name}:*")

@@ -1,0 +1,203 @@
+"""What each stack declares, per environment: rules wired to the contract's patterns, the GPU job definitions,
+the Batch queue order, endpoint scaling and rollback, storage lifecycle."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from infra_assembly import Synthesized
+
+from sim2cloud import contract
+from stacks.endpoint_stack import MODEL_PACKAGE_ARN_PATTERN
+
+
+def _bucket(env: Synthesized) -> str:
+    return f"sim2cloud-{env.settings.name}-data-{env.settings.account}-{env.settings.region}"
+
+
+def _canonical(pattern: dict[str, Any]) -> str:
+    return json.dumps(pattern, sort_keys=True)
+
+
+def _rules(env: Synthesized, lifecycle: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in env.templates[lifecycle]["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+
+
+def test_rule_patterns_equal_the_contract(env: Synthesized) -> None:
+    bucket = _bucket(env)
+    patterns = [rule["EventPattern"] for rule in _rules(env, "Training")]
+    expected = [
+        contract.mesh_created_pattern(bucket),
+        contract.batch_config_created_pattern(bucket),
+        contract.dataset_manifest_created_pattern(bucket),
+        contract.training_state_change_pattern(),
+    ]
+    assert sorted(map(_canonical, patterns)) == sorted(map(_canonical, expected))
+    for rule in _rules(env, "Training"):
+        (target,) = rule["Targets"]
+        assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def test_batch_failure_rule_matches_contract_for_our_queue(env: Synthesized) -> None:
+    (rule,) = _rules(env, "Render")
+    pattern = rule["EventPattern"]
+    (queue_id,) = [
+        lid for lid, r in env.templates["Render"]["Resources"].items() if r["Type"] == "AWS::Batch::JobQueue"
+    ]
+    queue_arn = {"Fn::GetAtt": [queue_id, "JobQueueArn"]}
+    assert pattern == contract.batch_job_failed_pattern(queue_arn)  # type: ignore[arg-type]
+
+
+def test_mesh_drops_wait_out_the_quiet_period(env: Synthesized) -> None:
+    resources = env.templates["Training"]["Resources"]
+    delayed = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::Queue" and "DelaySeconds" in r["Properties"]
+    ]
+    (queue,) = delayed
+    assert queue["DelaySeconds"] == env.settings.quiet_period_seconds
+    assert queue["RedrivePolicy"]["maxReceiveCount"] > 0
+    (mapping,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_lambdas_use_contract_environment_names(env: Synthesized) -> None:
+    functions = {
+        r["Properties"]["FunctionName"]: r["Properties"]
+        for r in env.templates["Training"]["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    prefix = f"sim2cloud-{env.settings.name}-"
+    assert set(functions) == {f"{prefix}render-launcher", f"{prefix}training-launcher", f"{prefix}model-gate"}
+    known = {value for name, value in vars(contract.Env).items() if name.isupper()}
+    for function in functions.values():
+        assert function["Handler"] == "handler.handler" and function["Runtime"] == "python3.12"
+        assert function["Architectures"] == ["arm64"]
+        variables = function["Environment"]["Variables"]
+        assert set(variables) <= known, set(variables) - known
+        assert variables[contract.Env.DATA_BUCKET] == _bucket(env)
+        assert "DeadLetterConfig" in function
+    gate = functions[f"{prefix}model-gate"]["Environment"]["Variables"]
+    assert float(gate[contract.Env.QUALITY_GATE_MAP50]) == env.settings.training.quality_gate_map50
+    assert gate[contract.Env.MODEL_APPROVAL_MODE] == env.settings.training.approval_mode
+
+
+def test_gpu_render_job_definition(env: Synthesized) -> None:
+    definitions = {
+        r["Properties"]["JobDefinitionName"]: r["Properties"]
+        for r in env.templates["Render"]["Resources"].values()
+        if r["Type"] == "AWS::Batch::JobDefinition"
+    }
+    render = definitions[f"sim2cloud-{env.settings.name}-render-shard"]
+    container = render["ContainerProperties"]
+    requirements = {item["Type"]: item["Value"] for item in container["ResourceRequirements"]}
+    assert requirements["GPU"] == "1"
+    assert container["LinuxParameters"]["SharedMemorySize"] == env.settings.render.shared_memory_mib
+    variables = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert variables["ACCEPT_EULA"] == "Y"
+    assert variables[contract.Env.RENDER_BACKEND] == "isaac"
+    assert container["Command"] == ["shard", "--no-progress"]
+    mounts = {m["ContainerPath"] for m in container["MountPoints"]}
+    assert {"/isaac-sim/kit/cache", "/isaac-sim/.cache", "/isaac-sim/.nv/ComputeCache"} <= mounts
+    for volume in container["Volumes"]:
+        assert volume["Host"]["SourcePath"].startswith("/mnt/isaac/")
+    strategy = render["RetryStrategy"]
+    assert strategy["Attempts"] == env.settings.render.retry_attempts
+    assert strategy["EvaluateOnExit"] == [
+        {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+        {"Action": "EXIT", "OnReason": "*"},
+    ]
+    finalize = definitions[f"sim2cloud-{env.settings.name}-render-finalize"]["ContainerProperties"]
+    assert finalize["Command"] == ["finalize", "--no-progress"]
+    assert not any(item["Type"] == "GPU" for item in finalize["ResourceRequirements"])
+
+
+def test_compute_environments_spot_then_on_demand(env: Synthesized) -> None:
+    resources = env.templates["Render"]["Resources"]
+    environments = {
+        lid: r["Properties"] for lid, r in resources.items() if r["Type"] == "AWS::Batch::ComputeEnvironment"
+    }
+    (queue,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Batch::JobQueue"]
+    ordered = sorted(queue["ComputeEnvironmentOrder"], key=lambda item: item["Order"])
+    kinds = [environments[item["ComputeEnvironment"]["Fn::GetAtt"][0]]["ComputeResources"]["Type"] for item in ordered]
+    assert kinds == (["SPOT", "EC2"] if env.settings.render.use_spot else ["EC2"])
+    for props in environments.values():
+        resources_ = props["ComputeResources"]
+        assert resources_["InstanceTypes"] == list(env.settings.render.instance_types)
+        assert resources_["Ec2Configuration"] == [{"ImageType": "ECS_AL2_NVIDIA"}]
+        assert resources_["MinvCpus"] == 0
+
+
+def test_vpc_has_no_internet_path(env: Synthesized) -> None:
+    resources = env.templates["Render"]["Resources"]
+    types = {r["Type"] for r in resources.values()}
+    assert "AWS::EC2::NatGateway" not in types and "AWS::EC2::InternetGateway" not in types
+    services = {str(r["Properties"]["ServiceName"]) for r in resources.values() if r["Type"] == "AWS::EC2::VPCEndpoint"}
+    for service in ("s3", "ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry"):
+        assert any(s.endswith(f".{service}'") or f".{service}" in s for s in services), service
+
+
+def test_endpoint_scaling_per_environment(env: Synthesized) -> None:
+    resources = env.templates["Endpoint"]["Resources"]
+    (target,) = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+    ]
+    assert target["MinCapacity"] == env.settings.endpoint.min_capacity
+    assert target["MaxCapacity"] == env.settings.endpoint.max_capacity
+    assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    (policy,) = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"
+    ]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+    assert tracking["TargetValue"] == env.settings.endpoint.invocations_per_instance_target
+
+
+def test_endpoint_rolls_back_on_5xx_and_latency_alarms(env: Synthesized) -> None:
+    resources = env.templates["Endpoint"]["Resources"]
+    (endpoint,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SageMaker::Endpoint"]
+    config = endpoint["DeploymentConfig"]
+    assert "BlueGreenUpdatePolicy" in config
+    rollback = {a["AlarmName"]["Ref"] for a in config["AutoRollbackConfiguration"]["Alarms"]}
+    alarms = {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert rollback == set(alarms)
+    assert {a["MetricName"] for a in alarms.values()} == {"Invocation5XXErrors", "ModelLatency"}
+    (model,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::SageMaker::Model"]
+    assert model["Containers"] == [{"ModelPackageName": {"Ref": "ModelPackageArn"}}]
+
+
+def test_model_package_parameter_rejects_missing_or_wrong_arns(env: Synthesized) -> None:
+    parameter = env.templates["Endpoint"]["Parameters"]["ModelPackageArn"]
+    assert "Default" not in parameter  # deploying without a package fails at parameter validation
+    assert parameter["AllowedPattern"] == MODEL_PACKAGE_ARN_PATTERN
+    assert "approved model package" in parameter["ConstraintDescription"]
+    pattern = re.compile(MODEL_PACKAGE_ARN_PATTERN)
+    assert pattern.match("arn:aws:sagemaker:eu-west-1:123456789012:model-package/sim2cloud-dev-detector/3")
+    for wrong in (
+        "",
+        "placeholder",
+        "arn:aws:sagemaker:eu-west-1:123456789012:model-package-group/sim2cloud-dev-detector",
+    ):
+        assert not pattern.match(wrong)
+
+
+def test_storage_lifecycle_and_retention_per_environment(env: Synthesized) -> None:
+    buckets = env.resources("AWS::S3::Bucket")
+    (data,) = [b for _, b in buckets.values() if "LoggingConfiguration" in b["Properties"]]
+    rules = {rule["Id"]: rule for rule in data["Properties"]["LifecycleConfiguration"]["Rules"]}
+    storage = env.settings.storage
+    assert rules["expire-renders"]["Prefix"] == contract.RENDERS_PREFIX
+    assert rules["expire-renders"]["ExpirationInDays"] == storage.renders_expire_days
+    assert rules["datasets-to-infrequent-access"]["Prefix"] == contract.DATASETS_PREFIX
+    assert (
+        rules["datasets-to-infrequent-access"]["Transitions"][0]["TransitionInDays"] == storage.datasets_transition_days
+    )
+    assert (
+        rules["noncurrent-versions-and-uploads"]["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        == storage.noncurrent_expire_days
+    )
+    expected = "Retain" if env.settings.retain_data else "Delete"
+    assert data["DeletionPolicy"] == expected and data["UpdateReplacePolicy"] == expected
