@@ -1,0 +1,1 @@
+"""Serving a trained model with the SageMaker container contract (``sim2cloud serve`` / container ``serve``)."""

@@ -1,0 +1,123 @@
+"""Turning an /invocations request into images and thresholds: plain functions, no HTTP framework.
+
+Each problem is a ``ClientError`` carrying the HTTP status the handler answers with (400, 413, 415).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sim2cloud import contract
+from sim2cloud.serving.model import Thresholds
+
+RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
+JSON_TYPE = "application/json"
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def max_body_bytes(environ: Mapping[str, str]) -> int:
+    """Body limit from SIM2CLOUD_MAX_BODY_BYTES, else contract.SERVING_DEFAULT_MAX_BODY_BYTES."""
+    raw = environ.get(contract.Env.SERVING_MAX_BODY_BYTES)
+    if not raw:
+        return contract.SERVING_DEFAULT_MAX_BODY_BYTES
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"{contract.Env.SERVING_MAX_BODY_BYTES}={raw!r} must be a positive byte count")
+    return value
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_thresholds(header: str | None) -> Thresholds:
+    """``conf=0.4,iou=0.5,max_det=50`` (any subset) -> Thresholds; anything else is a 400."""
+    if not header or not header.strip():
+        return Thresholds()
+    values: dict[str, Any] = {}
+    for item in header.split(","):
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or key not in contract.SERVING_THRESHOLD_ATTRIBUTES:
+            raise ClientError(
+                400,
+                f"{contract.CUSTOM_ATTRIBUTES_HEADER}: {item.strip()!r} is not KEY=VALUE with KEY one of "
+                f"{', '.join(contract.SERVING_THRESHOLD_ATTRIBUTES)}",
+            )
+        try:
+            values[key] = int(raw) if key == "max_det" else float(raw)
+        except ValueError:
+            raise ClientError(400, f"{contract.CUSTOM_ATTRIBUTES_HEADER}: {key}={raw!r} is not a number") from None
+    try:
+        return Thresholds(**values)
+    except ValueError as error:
+        raise ClientError(400, f"{contract.CUSTOM_ATTRIBUTES_HEADER}: {error}") from None
+
+
+def _b64(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise ClientError(400, f"{where}: expected a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError(400, f"{where}: not valid base64") from None
+
+
+def images_from_json(body: bytes) -> list[bytes]:
+    """Encoded images from ``{"image": b64}``, ``{"image": [b64, ...]}``, ``{"images": [...]}`` or a list of
+    ``{"image": b64}`` objects."""
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ClientError(400, f"body is not valid JSON: {error}") from None
+    items: list[Any]
+    if isinstance(document, dict) and ("image" in document or "images" in document):
+        value = document.get("image", document.get("images"))
+        items = value if isinstance(value, list) else [value]
+    elif isinstance(document, list):
+        items = []
+        for index, entry in enumerate(document):
+            if not isinstance(entry, dict) or "image" not in entry:
+                raise ClientError(400, f'body[{index}]: expected an object {{"image": "<base64>"}}')
+            items.append(entry["image"])
+    else:
+        raise ClientError(400, 'JSON body must be {"image": "<base64>"}, {"images": [...]} or a list of them')
+    if not items:
+        raise ClientError(400, "JSON body holds no images")
+    return [_b64(item, f"image[{index}]") for index, item in enumerate(items)]
+
+
+def images_from_body(content_type: str | None, body: bytes) -> list[bytes]:
+    kind = media_type(content_type)
+    if kind in RAW_IMAGE_TYPES:
+        if not body:
+            raise ClientError(400, "empty body: expected image bytes")
+        return [body]
+    if kind == JSON_TYPE:
+        return images_from_json(body)
+    raise ClientError(
+        415, f"unsupported content type {kind or '(none)'!r}; use one of {', '.join(contract.SERVING_CONTENT_TYPES)}"
+    )
+
+
+def default_workers(environ: Mapping[str, str]) -> int:
+    """SAGEMAKER_MODEL_SERVER_WORKERS, else one worker per core: CPU inference is compute-bound, and with
+    one intra-op thread each, N workers use N cores without contention."""
+    raw = environ.get(contract.Env.SERVING_WORKERS)
+    if raw:
+        value = int(raw)
+        if value < 1:
+            raise ValueError(f"{contract.Env.SERVING_WORKERS}={raw!r} must be >= 1")
+        return value
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim2cloud.evaluation.metrics import ImagePredictions, ImageTruth, box_iou, evaluate
+
+TRUTH = [
+    ImageTruth(np.array([[10, 10, 50, 50], [60, 60, 100, 90]], float), np.array([0, 1])),
+    ImageTruth(np.array([[0, 0, 30, 30]], float), np.array([0])),
+]
+
+
+def _predictions(boxes: list[list[list[float]]], classes: list[list[int]], scores: list[list[float]]):
+    return [
+        ImagePredictions(np.array(b, float).reshape(-1, 4), np.array(c, int), np.array(s, float))
+        for b, c, s in zip(boxes, classes, scores, strict=True)
+    ]
+
+
+def test_iou_of_hand_made_boxes() -> None:
+    iou = box_iou(
+        np.array([[0, 0, 10, 10]], float), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float)
+    )
+    assert iou[0] == pytest.approx([1.0, 50 / 150, 0.0])
+
+
+def test_perfect_predictions_score_one() -> None:
+    predictions = _predictions(
+        [t.boxes.tolist() for t in TRUTH], [t.classes.tolist() for t in TRUTH], [[0.9, 0.8], [0.7]]
+    )
+    result = evaluate(TRUTH, predictions, n_classes=2)
+    assert result.map50 == pytest.approx(1.0)
+    assert result.map50_95 == pytest.approx(1.0)
+    assert result.per_class[1].ground_truth == 1
+
+
+def test_no_predictions_score_zero() -> None:
+    result = evaluate(TRUTH, _predictions([[], []], [[], []], [[], []]), n_classes=2)
+    assert result.map50 == 0.0
+    assert result.map50_95 == 0.0
+
+
+def test_wrong_class_is_not_a_match() -> None:
+    predictions = _predictions([t.boxes.tolist() for t in TRUTH], [[1, 0], [1]], [[0.9, 0.8], [0.7]])
+    assert evaluate(TRUTH, predictions, n_classes=2).map50 == 0.0
+
+
+def test_half_recall_gives_half_ap() -> None:
+    # Class 0 has two boxes; only one is found (class 1 found perfectly): AP0 = 51/101 points at recall <= 0.5.
+    predictions = _predictions(
+        [[TRUTH[0].boxes[0].tolist(), TRUTH[0].boxes[1].tolist()], []], [[0, 1], []], [[0.9, 0.8], []]
+    )
+    result = evaluate(TRUTH, predictions, n_classes=2)
+    assert result.per_class[0].ap50 == pytest.approx(51 / 101)
+    assert result.per_class[1].ap50 == pytest.approx(1.0)
+    assert result.map50 == pytest.approx((51 / 101 + 1) / 2)
+
+
+def test_shifted_box_counts_only_at_low_iou_thresholds() -> None:
+    # A 40x40 box shifted by 4 px: IoU = 36*40/(2*1600-36*40) = 0.818 -> a hit at 0.50..0.80 (7 of 10 thresholds).
+    truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([0]))]
+    predictions = _predictions([[[4, 0, 44, 40]]], [[0]], [[0.9]])
+    result = evaluate(truth, predictions, n_classes=1)
+    assert result.map50 == pytest.approx(1.0)
+    assert result.map50_95 == pytest.approx(0.7)
+
+
+def test_a_confident_false_positive_lowers_precision() -> None:
+    truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([0]))]
+    predictions = _predictions([[[50, 50, 90, 90], [0, 0, 40, 40]]], [[0, 0]], [[0.95, 0.5]])
+    # The true positive arrives second: precision 0.5 at recall 1.0 -> AP 0.5.
+    assert evaluate(truth, predictions, n_classes=1).map50 == pytest.approx(0.5)
+
+
+def test_duplicate_detections_are_false_positives() -> None:
+    truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([0]))]
+    predictions = _predictions([[[0, 0, 40, 40], [0, 0, 40, 40]]], [[0, 0]], [[0.9, 0.8]])
+    assert evaluate(truth, predictions, n_classes=1).map50 == pytest.approx(1.0)  # recall reached before the FP
+
+
+def test_classes_without_ground_truth_are_left_out() -> None:
+    truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([0]))]
+    predictions = _predictions([[[0, 0, 40, 40]]], [[0]], [[0.9]])
+    result = evaluate(truth, predictions, n_classes=3)
+    assert set(result.per_class) == {0}
+    assert result.map50 == pytest.approx(1.0)

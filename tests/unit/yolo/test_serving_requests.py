@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sim2cloud import contract
+from sim2cloud.serving.model import ImageDecodeError, Thresholds, decode_image, letterbox, nms, postprocess
+from sim2cloud.serving.requests import (
+    ClientError,
+    default_workers,
+    images_from_body,
+    max_body_bytes,
+    parse_thresholds,
+)
+
+
+def _png(width: int = 40, height: int = 30) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_thresholds_from_custom_attributes() -> None:
+    assert parse_thresholds(None) == Thresholds()
+    assert parse_thresholds("conf=0.4, iou=0.5") == Thresholds(conf=0.4, iou=0.5)
+    assert parse_thresholds("max_det=10").max_det == 10
+
+
+@pytest.mark.parametrize("header", ["conf=abc", "conf=1.5", "iou=0", "max_det=0", "max_det=2.5", "colour=red", "conf"])
+def test_bad_thresholds_are_400(header: str) -> None:
+    with pytest.raises(ClientError) as caught:
+        parse_thresholds(header)
+    assert caught.value.status == 400
+    assert contract.CUSTOM_ATTRIBUTES_HEADER in caught.value.message
+
+
+def test_raw_and_json_bodies() -> None:
+    png = _png()
+    encoded = base64.b64encode(png).decode()
+    assert images_from_body("image/png", png) == [png]
+    assert images_from_body("application/x-image", png) == [png]
+    assert images_from_body("application/json; charset=utf-8", json.dumps({"image": encoded}).encode()) == [png]
+    assert images_from_body("application/json", json.dumps({"images": [encoded, encoded]}).encode()) == [png, png]
+    assert images_from_body("application/json", json.dumps([{"image": encoded}]).encode()) == [png]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [
+        ("text/plain", b"hello", 415),
+        (None, b"hello", 415),
+        ("image/jpeg", b"", 400),
+        ("application/json", b"{not json", 400),
+        ("application/json", b'{"image": "%%%"}', 400),
+        ("application/json", b'{"image": 5}', 400),
+        ("application/json", b'{"images": []}', 400),
+        ("application/json", b'{"picture": "abc"}', 400),
+        ("application/json", b"[1, 2]", 400),
+    ],
+)
+def test_bad_bodies(content_type: str | None, body: bytes, status: int) -> None:
+    with pytest.raises(ClientError) as caught:
+        images_from_body(content_type, body)
+    assert caught.value.status == status
+
+
+def test_decode_rejects_truncated_and_garbage() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    assert decode_image(data).shape == (64, 64, 3)
+    with pytest.raises(ImageDecodeError):
+        decode_image(data[: len(data) // 2])
+    with pytest.raises(ImageDecodeError):
+        decode_image(b"GIF89a-not-really")
+
+
+def test_letterbox_keeps_aspect_and_centres() -> None:
+    rgb = np.zeros((50, 100, 3), dtype=np.uint8)
+    tensor, scale, pad = letterbox(rgb, 64)
+    assert tensor.shape == (1, 3, 64, 64)
+    assert scale == pytest.approx(0.64)
+    assert pad == (0, 16)
+    assert tensor[0, 0, 0, 0] == pytest.approx(114 / 255)  # padding grey
+    assert tensor[0, 0, 32, 32] == 0.0  # the image
+
+
+def test_nms_suppresses_overlaps_only() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], float)
+    kept = nms(boxes, np.array([0.9, 0.8, 0.7]), iou_threshold=0.5)
+    assert kept.tolist() == [0, 2]
+
+
+def test_postprocess_rescales_to_original_pixels_and_is_class_aware() -> None:
+    # Two classes, anchors as columns: (cx, cy, w, h, score0, score1).
+    raw = np.array(
+        [
+            [32, 32, 16, 16, 0.9, 0.1],  # class 0
+            [32, 32, 16, 16, 0.1, 0.8],  # same box, class 1: kept (class-aware)
+            [33, 33, 16, 16, 0.85, 0.0],  # overlaps the first, same class: suppressed
+            [10, 10, 4, 4, 0.1, 0.1],  # below conf
+        ],
+        dtype=np.float32,
+    ).T[None]
+    found = postprocess(raw, Thresholds(conf=0.25, iou=0.5), scale=0.5, pad=(0, 8), image_size=(128, 96))
+    assert [(c, round(s, 2)) for c, s, _ in found] == [(0, 0.9), (1, 0.8)]
+    assert found[0][2] == pytest.approx((48.0, 32.0, 80.0, 64.0))
+
+
+def test_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert max_body_bytes({}) == contract.SERVING_DEFAULT_MAX_BODY_BYTES
+    assert max_body_bytes({contract.Env.SERVING_MAX_BODY_BYTES: "1000"}) == 1000
+    assert default_workers({contract.Env.SERVING_WORKERS: "3"}) == 3
+    assert default_workers({}) >= 1
+    with pytest.raises(ValueError, match=contract.Env.SERVING_WORKERS):
+        default_workers({contract.Env.SERVING_WORKERS: "0"})
