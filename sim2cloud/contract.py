@@ -390,6 +390,7 @@ METRIC_NAMES: Final = (
     "val_box_loss",
     "val_cls_loss",
     "val_dfl_loss",
+    "train_images_per_s",  # training throughput of the epoch (train pass only, all GPUs together)
 )
 _FLOAT = r"([-+0-9.eE]+|nan|inf)"
 

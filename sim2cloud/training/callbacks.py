@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,13 @@ _ULTRALYTICS_METRIC_KEYS = {
 }
 
 
-def epoch_metric_values(epoch: int, validation: dict[str, Any], train_losses: dict[str, Any]) -> dict[str, float]:
+def epoch_metric_values(
+    epoch: int, validation: dict[str, Any], train_losses: dict[str, Any], images_per_second: float | None = None
+) -> dict[str, float]:
     """Our metric names (contract.METRIC_NAMES) from Ultralytics' dicts; ``epoch`` is 1-based."""
     values: dict[str, float] = {"epoch": float(epoch)}
+    if images_per_second is not None:
+        values["train_images_per_s"] = float(images_per_second)
     for ours, theirs in _ULTRALYTICS_METRIC_KEYS.items():
         if theirs in validation:
             values[ours] = float(validation[theirs])
@@ -61,17 +66,38 @@ def _is_rank_zero() -> bool:
     return RANK in {-1, 0}
 
 
+class EpochTimer:
+    """``on_train_epoch_start`` / ``on_train_epoch_end``: wall time of the training pass (validation excluded).
+
+    Ranks run in lockstep under DDP, so rank 0's time over the whole training set is the job's throughput.
+    """
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.images_per_second: float | None = None
+
+    def start(self, trainer: Any) -> None:
+        self.started = time.perf_counter()
+
+    def end(self, trainer: Any) -> None:
+        elapsed = time.perf_counter() - self.started
+        images = len(trainer.train_loader.dataset) if trainer.train_loader is not None else 0
+        self.images_per_second = images / elapsed if elapsed > 0 and images else None
+
+
 class EpochReporter:
     """``on_model_save``: checkpoint copied, history appended, then the metric line printed."""
 
-    def __init__(self, checkpoint_dir: Path) -> None:
+    def __init__(self, checkpoint_dir: Path, timer: EpochTimer | None = None) -> None:
         self.checkpoint_dir = checkpoint_dir
+        self.timer = timer
 
     def __call__(self, trainer: Any) -> None:
         if not _is_rank_zero():
             return
         train_losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
-        values = epoch_metric_values(trainer.epoch + 1, dict(trainer.metrics or {}), train_losses)
+        throughput = self.timer.images_per_second if self.timer is not None else None
+        values = epoch_metric_values(trainer.epoch + 1, dict(trainer.metrics or {}), train_losses, throughput)
         # Ultralytics saves best.pt when this epoch's fitness equals the best so far (ties: the later epoch).
         is_best = trainer.fitness is not None and trainer.fitness == trainer.best_fitness
         with (self.checkpoint_dir / METRICS_HISTORY_NAME).open("a") as history:

@@ -211,7 +211,10 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
             data_yaml = _dataset_view(summary, scratch / "dataset")
             resuming = checkpoint.is_file()
             model = YOLO(str(checkpoint) if resuming else source)
-            model.add_callback("on_model_save", callbacks.EpochReporter(loc.checkpoint_dir))
+            timer = callbacks.EpochTimer()
+            model.add_callback("on_train_epoch_start", timer.start)
+            model.add_callback("on_train_epoch_end", timer.end)
+            model.add_callback("on_model_save", callbacks.EpochReporter(loc.checkpoint_dir, timer))
             model.add_callback("on_train_end", callbacks.CompletionMarker(loc.checkpoint_dir))
             settings: dict[str, Any] = {
                 "data": str(data_yaml),

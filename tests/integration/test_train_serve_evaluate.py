@@ -130,6 +130,7 @@ def test_metric_lines_match_the_job_metric_definitions(trained: TrainedRun) -> N
     values = contract.parse_metric_line(lines[0])
     assert values is not None
     assert set(values) == set(contract.METRIC_NAMES)
+    assert values["train_images_per_s"] > 0
 
 
 def test_model_dir_and_sagemaker_style_archive(trained: TrainedRun, tmp_path: Path) -> None:

@@ -18,8 +18,9 @@ def test_ultralytics_keys_become_contract_metric_names() -> None:
         "fitness": 0.9,
     }
     train = {"train/box_loss": 4.0, "train/cls_loss": 5.0, "train/dfl_loss": 6.0}
-    values = epoch_metric_values(3, validation, train)
+    values = epoch_metric_values(3, validation, train, images_per_second=123.5)
     assert set(values) == set(contract.METRIC_NAMES)
+    assert values["train_images_per_s"] == 123.5
     line = contract.format_metric_line(values)
     assert contract.parse_metric_line(line) == values
     assert values["mAP50-95"] == 0.2
