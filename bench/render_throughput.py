@@ -3,9 +3,14 @@
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/render_throughput.py [--frames 300] [--size 640]
 
 Both loops render the same frames of the same scene spec (same seed, same meshes: samples/meshes):
-  * bare:       draw + read back colour and object ids (GLRenderer.render_raw);
-  * end to end: draw, read back, tight boxes + drop rule, JPEG encoding and label files written to disk
-                through ShardWriter, and the shard committed (what `sim2cloud render` does per shard).
+  * bare (GLRenderer.render_image): what a renderer of images alone would do. Sample the scene, draw the
+    background and every object into a colour + depth framebuffer (no object-id target), read the RGB
+    image back. No id target, no alone-coverage draws, no labels, no JPEG, no files.
+  * end to end (GLRenderer.render_frame + ShardWriter, what `sim2cloud render` does per shard): the same
+    draw into colour + object-id targets, the alone-coverage draws of objects something may hide (counted by
+    occlusion queries), readback of the RGB image and the id image, tight boxes from the id image and the
+    drop rule, then JPEG encoding and the image + label files written on the writer's thread, and finally
+    the shard committed (waits for every pending encode, renames the shard into place, writes the marker).
 The two alternate every --chunk frames (so a busy neighbour on a shared machine slows both alike) and the
 totals give the two rates and their ratio end-to-end / bare.
 """
@@ -39,7 +44,7 @@ def measure(renderer: GLRenderer, frames: range, class_names: list[str], out: Pa
         part = range(first, min(first + chunk, frames.stop))
         start = time.perf_counter()
         for frame_index in part:
-            renderer.render_raw(frame_index)
+            renderer.render_image(frame_index)
         middle = time.perf_counter()
         for frame_index in part:
             rgb, boxes = renderer.render_frame(frame_index)
@@ -68,12 +73,13 @@ def main() -> int:
     triangles = sum(m.triangles for m in meshes)
     print(f"renderer: {renderer.renderer_info['gl_renderer']} | {renderer.renderer_info['gl_version']}")
     print(f"{len(meshes)} meshes ({triangles} triangles), {args.size}x{args.size}, {args.frames} frames per loop")
-    renderer.render_raw(0)  # warm up shader compilation and first-use allocations
+    renderer.render_image(0)  # warm up shader compilation and first-use allocations
+    renderer.render_frame(0)
     with tempfile.TemporaryDirectory(prefix="render-bench-") as folder:
         bare_s, e2e_s = measure(renderer, frames, plan.class_names, Path(folder), args.chunk)
     renderer.close()
     bare, e2e = len(frames) / bare_s, len(frames) / e2e_s
-    print(f"bare render (draw + readback):               {bare:6.1f} frames/s")
+    print(f"bare render (draw + colour readback):        {bare:6.1f} frames/s")
     print(f"end to end (render + boxes + JPEG + labels): {e2e:6.1f} frames/s")
     print(f"ratio end to end / bare:                     {e2e / bare:6.1%}")
     return 0

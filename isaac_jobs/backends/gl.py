@@ -4,13 +4,16 @@ On a CPU machine EGL gives Mesa llvmpipe; on an NVIDIA GPU the vendor EGL. One p
 (MRT): the RGB image and an 8-bit object-id image (0 = background, 1..n = the frame's labelled objects,
 n+1.. = distractors, which are never labelled). Tight boxes come from the id image, so they cover visible
 pixels only (like Replicator's bounding_box_2d_tight). The visible fraction of an object is its visible
-pixels over the pixels it covers when drawn alone. Alone coverage is only drawn for objects that something
-else really hides: another object's id inside this object's screen rectangle, from an object whose depth
-range starts in front of this one's. Those are drawn in one scissored pass, four per pass, each into its
-own channel of an RGBA target with MAX blending (so self-overlap counts once), and read back once.
+pixels over the pixels it covers inside the image when drawn alone. Alone coverage is only counted for
+objects that something else really hides: another object's id inside this object's screen rect, from an
+object whose depth range starts in front of this one's. It is counted without any readback: the object is
+drawn again over the finished frame with colour writes masked off and a samples-passed occlusion query
+(see _COVERAGE_FRAGMENT_SHADER). render_detailed queues these draws before the readback, so they run in
+the same flush; render_frame draws them only for the few objects whose drop decision depends on them.
 
 Speed: meshes, distractor shapes and programs are uploaded once; per frame only uniforms change. Background,
-lighting and every colour jitter run in the shaders, so the CPU only reads back two small buffers. No MSAA.
+lighting and every colour jitter run in the shaders, so the CPU only reads back the image and the 8-bit id
+image; boxes come from each object's screen-rect window of the id image, not from whole-image passes. No MSAA.
 Render processes should set OPENBLAS_NUM_THREADS=1 before numpy loads (OpenBLAS threads fight llvmpipe's).
 """
 
@@ -207,13 +210,15 @@ in vec3 in_position;
 void main() { gl_Position = mvp * vec4(in_position, 1.0); }
 """
 
+# Alone coverage: drawn into the main framebuffer after the frame, colour writes masked off, counted by a
+# samples-passed query. Each object writes one constant depth, larger than everything before it (the depth
+# buffer is first cleared to 0) and tested with ">": a pixel passes once per object however often the mesh
+# overlaps itself there, so the query result is the object's pixel count inside the image when drawn alone.
 _COVERAGE_FRAGMENT_SHADER = """
 #version 330
-uniform vec4 channel;  // one-hot: which of the four objects of this pass is being drawn
-out vec4 out_coverage;
-void main() { out_coverage = channel; }
+uniform float coverage_depth;
+void main() { gl_FragDepth = coverage_depth; }
 """
-_COVERAGE_CHANNELS = 4
 
 _NEAR_PLANE = 0.01
 _FAR_PLANE = 1000.0
@@ -242,7 +247,9 @@ class ObjectInstance:
     class_id: int  # -1 for distractors (never labelled)
     mesh_name: str
     visible_pixels: int = 0
-    alone_pixels: int | None = None  # None when nothing could occlude it (visible fraction 1)
+    # None when nothing occludes it (visible fraction 1), or, from render_frame, when the drop rule did not
+    # need it: its visible fraction is then visible pixels / screen-rect area, a lower bound already kept.
+    alone_pixels: int | None = None
     raw_box: tuple[int, int, int, int] | None = None  # x_min, y_min, x_max, y_max of visible pixels
     visible_fraction: float = 0.0
 
@@ -396,8 +403,10 @@ class GLRenderer:
         self._ids = ctx.renderbuffer(size, 1, dtype="u1")
         self._depth = ctx.depth_renderbuffer(size)
         self.fbo = ctx.framebuffer([self._color, self._ids], self._depth)
-        self._coverage = ctx.renderbuffer(size, 4)
-        self.coverage_fbo = ctx.framebuffer([self._coverage])
+        # The same colour and depth without the id target: what a renderer of images alone would draw into
+        # (render_image, the benchmark's bare side).
+        self.image_fbo = ctx.framebuffer([self._color], self._depth)
+        self._coverage_queries: list[Any] = []  # samples-passed queries, grown on demand and reused
         self.program["albedo_texture"].value = 0
         self.background_program["image"].value = 1
         # Groups drawn from: class -> its meshes, in the stable order given.
@@ -492,34 +501,43 @@ class GLRenderer:
 
     # ---------------------------------------------------------------------------------------------- frame
     def render_frame(self, frame_index: int) -> tuple[np.ndarray, list[Box]]:
-        """RGB (H, W, 3) uint8 and the kept tight boxes; depends only on (spec.seed, frame_index)."""
-        frame = self.render_detailed(frame_index)
+        """RGB (H, W, 3) uint8 and the kept tight boxes; depends only on (spec.seed, frame_index).
+
+        The boxes equal render_detailed's. An object's alone coverage is drawn here only when the drop rule
+        needs it: alone pixels never exceed the object's screen rect, so one whose visible pixels already make
+        min_visible_fraction of that rect is kept whatever its exact fraction (most partly hidden objects).
+        """
+        placed = self._draw_frame(frame_index, self.fbo)
+        rgb, ids = self._read_frame()
+        frame = self._label(frame_index, rgb, ids, placed, {}, exact_visibility=False)
         return frame.rgb, frame.boxes
 
     def render_detailed(self, frame_index: int) -> RenderedFrame:
         """Like render_frame, plus the id image and per-object visibility (what the boxes were made from)."""
-        placed = self._draw_frame(frame_index)
-        # Alone coverage of the first objects that may be hidden is queued before the readback, so the
-        # rasterizer handles both in one go instead of waiting twice.
+        placed = self._draw_frame(frame_index, self.fbo)
+        # Alone coverage of every object that may be hidden is queued behind the frame: the rasterizer runs
+        # both in the one flush the readback causes, and the counts arrive with it, with no second readback.
         maybe_hidden = [p for p in placed if p.instance.class_id >= 0 and self._occluders_in_front(p, placed)]
-        queued = maybe_hidden[:_COVERAGE_CHANNELS]
-        rect = self._draw_coverage(queued) if queued else None
+        queries = self._draw_alone_coverage(maybe_hidden)
         rgb, ids = self._read_frame()
-        alone = dict(zip(map(id, queued), self._read_coverage(queued, rect), strict=True)) if rect else {}
-        return self._label(frame_index, rgb, ids, placed, alone)
+        alone = {id(item): int(query.samples) for item, query in zip(maybe_hidden, queries, strict=True)}
+        return self._label(frame_index, rgb, ids, placed, alone, exact_visibility=True)
 
-    def render_raw(self, frame_index: int) -> tuple[np.ndarray, np.ndarray, list[_Placed]]:
-        """Draw and read back colour and ids only (the bare render the benchmark compares against)."""
-        placed = self._draw_frame(frame_index)
-        rgb, ids = self._read_frame()
-        return rgb, ids, placed
+    def render_image(self, frame_index: int) -> np.ndarray:
+        """Only the RGB image of the frame: no id target, no coverage, no labels (the benchmark's bare render)."""
+        self._draw_frame(frame_index, self.image_fbo)
+        return self._read_rgb(self.image_fbo)
+
+    def _read_rgb(self, fbo: Any) -> np.ndarray:
+        rgb = np.frombuffer(fbo.read(components=3, attachment=0, alignment=1), np.uint8)
+        return rgb.reshape(self.height, self.width, 3)
 
     def _read_frame(self) -> tuple[np.ndarray, np.ndarray]:
-        rgb = np.frombuffer(self.fbo.read(components=3, attachment=0, alignment=1), np.uint8)
+        rgb = self._read_rgb(self.fbo)
         ids = np.frombuffer(self.fbo.read(components=1, attachment=1, alignment=1, dtype="u1"), np.uint8)
-        return rgb.reshape(self.height, self.width, 3), ids.reshape(self.height, self.width)
+        return rgb, ids.reshape(self.height, self.width)
 
-    def _draw_frame(self, frame_index: int) -> list[_Placed]:
+    def _draw_frame(self, frame_index: int, fbo: Any) -> list[_Placed]:
         rng = np.random.default_rng([self.spec.seed, frame_index])
         spec, ctx = self.spec, self.ctx
         view, projection, eye = self._sample_camera(rng)
@@ -534,7 +552,7 @@ class GLRenderer:
             "noise_seed": int(rng.integers(0, 2**32)),
         }
         self._last_view_projection = view_projection
-        self.fbo.use()
+        fbo.use()
         ctx.enable(ctx.DEPTH_TEST)
         # The background writes depth 1.0 everywhere with an always-pass test: it doubles as the depth clear.
         ctx.depth_func = "1"
@@ -712,38 +730,61 @@ class GLRenderer:
 
     # ---------------------------------------------------------------------------------------------- labels
     def _label(
-        self, frame_index: int, rgb: np.ndarray, ids: np.ndarray, placed: list[_Placed], alone: dict[int, int]
+        self,
+        frame_index: int,
+        rgb: np.ndarray,
+        ids: np.ndarray,
+        placed: list[_Placed],
+        alone: dict[int, int],
+        *,
+        exact_visibility: bool,
     ) -> RenderedFrame:
+        """Boxes and visibility from the id image. ``alone``: alone pixels already counted, by id(_Placed).
+        Without ``exact_visibility`` only the alone pixels the drop rule depends on are counted."""
         spec = self.spec
-        labelled = [p for p in placed if p.instance.class_id >= 0]
-        counts = np.bincount(ids.ravel(), minlength=len(placed) + 1)
-        hidden_candidates: list[_Placed] = []
-        for item in labelled:
+        # Each object's pixels are looked for inside its screen rect only. The rects are conservative, but that
+        # is checked rather than trusted: every id pixel belongs to exactly one object, so the in-rect counts
+        # add up to the image's non-zero pixels exactly when no object has a pixel outside its rect.
+        masks = [ids[p.rect[1] : p.rect[3], p.rect[0] : p.rect[2]] == p.instance.object_id for p in placed]
+        counts = [int(np.count_nonzero(mask)) for mask in masks]
+        if sum(counts) != int(np.count_nonzero(ids)):
+            for index, item in enumerate(placed):
+                whole = ids == item.instance.object_id
+                if int(np.count_nonzero(whole)) != counts[index]:  # this one's bounds estimate missed pixels
+                    item.rect = (0, 0, self.width, self.height)
+                    masks[index], counts[index] = whole, int(np.count_nonzero(whole))
+        hidden_in_part: list[_Placed] = []
+        for item, mask, count in zip(placed, masks, counts, strict=True):
             instance = item.instance
-            instance.visible_pixels = int(counts[instance.object_id])
-            if instance.visible_pixels == 0:
+            if instance.class_id < 0:  # distractors are never labelled: their pixels only served the check
                 continue
-            x0, y0, x1, y1 = item.rect
-            window_ids = ids[y0:y1, x0:x1]
-            window = window_ids == instance.object_id
-            if int(np.count_nonzero(window)) != instance.visible_pixels:  # bounds estimate missed pixels
-                x0, y0, x1, y1 = item.rect = (0, 0, self.width, self.height)
-                window_ids = ids
-                window = ids == instance.object_id
-            rows = np.flatnonzero(window.any(axis=1))
-            cols = np.flatnonzero(window.any(axis=0))
+            instance.visible_pixels = count
+            if count == 0:
+                continue
+            x0, y0 = item.rect[:2]
+            rows = np.flatnonzero(mask.any(axis=1))
+            cols = np.flatnonzero(mask.any(axis=0))
             instance.raw_box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
             instance.visible_fraction = 1.0
-            if self._is_hidden_in_part(item, placed, window_ids):
-                hidden_candidates.append(item)
-        missing = [item for item in hidden_candidates if id(item) not in alone]
-        alone.update(zip(map(id, missing), self._alone_pixels(missing), strict=True))
-        for item in hidden_candidates:
-            item.instance.alone_pixels = alone[id(item)]
-            item.instance.visible_fraction = min(1.0, item.instance.visible_pixels / max(alone[id(item)], 1))
-        boxes: list[Box] = []
-        for item in labelled:
+            if self._is_hidden_in_part(item, placed, ids):
+                hidden_in_part.append(item)
+        needed = hidden_in_part
+        if not exact_visibility:
+            # visible / rect area <= visible / alone (division rounds monotonically): kept either way.
+            needed = [p for p in hidden_in_part if self._rect_fraction(p) < spec.min_visible_fraction]
+        # With exact_visibility, only a rect widened above leaves a hidden object not queued before readback.
+        missing = [item for item in needed if id(item) not in alone]
+        queries = self._draw_alone_coverage(missing)
+        alone.update((id(item), int(query.samples)) for item, query in zip(missing, queries, strict=True))
+        for item in hidden_in_part:
             instance = item.instance
+            if id(item) in alone:
+                instance.alone_pixels = alone[id(item)]
+                instance.visible_fraction = min(1.0, instance.visible_pixels / max(instance.alone_pixels, 1))
+            else:
+                instance.visible_fraction = self._rect_fraction(item)
+        boxes: list[Box] = []
+        for instance in (p.instance for p in placed):
             if instance.raw_box is None:
                 continue
             box: Box = (instance.class_id, *(float(v) for v in instance.raw_box))  # type: ignore[assignment]
@@ -760,6 +801,12 @@ class GLRenderer:
         return RenderedFrame(frame_index, rgb, ids, [p.instance for p in placed], boxes)
 
     @staticmethod
+    def _rect_fraction(item: _Placed) -> float:
+        """Visible pixels over the area of the screen rect: a lower bound of the visible fraction."""
+        x0, y0, x1, y1 = item.rect
+        return min(1.0, item.instance.visible_pixels / max((x1 - x0) * (y1 - y0), 1))
+
+    @staticmethod
     def _occluders_in_front(item: _Placed, placed: Sequence[_Placed]) -> list[int]:
         """Ids of objects whose screen rect overlaps ``item``'s and whose depth range starts before its end."""
         ax0, ay0, ax1, ay1 = item.rect
@@ -772,51 +819,36 @@ class GLRenderer:
                 in_front.append(other.instance.object_id)
         return in_front
 
-    def _is_hidden_in_part(self, item: _Placed, placed: Sequence[_Placed], window_ids: np.ndarray) -> bool:
+    def _is_hidden_in_part(self, item: _Placed, placed: Sequence[_Placed], ids: np.ndarray) -> bool:
         """Whether something hides part of ``item``: wherever it is hidden, the occluder's id is visible inside
         its screen rect, and the occluder's depth range starts in front of the end of ``item``'s."""
-        in_front = self._occluders_in_front(item, placed)
-        if not in_front:
-            return False
-        present = np.bincount(window_ids.ravel(), minlength=len(placed) + 1)
-        return bool(np.any(present[in_front]))
+        x0, y0, x1, y1 = item.rect
+        window = ids[y0:y1, x0:x1]
+        return any(bool(np.any(window == other)) for other in self._occluders_in_front(item, placed))
 
-    def _alone_pixels(self, items: Sequence[_Placed]) -> list[int]:
-        """Pixels each object covers inside the image when drawn alone; four objects per scissored pass."""
-        out: list[int] = []
-        for first in range(0, len(items), _COVERAGE_CHANNELS):
-            group = items[first : first + _COVERAGE_CHANNELS]
-            out += self._read_coverage(group, self._draw_coverage(group))
-        return out
+    def _draw_alone_coverage(self, items: Sequence[_Placed]) -> list[Any]:
+        """Queue each of ``items`` drawn alone over the finished frame; one samples-passed query per item.
 
-    def _draw_coverage(self, group: Sequence[_Placed]) -> tuple[int, int, int, int]:
-        """Draw up to four objects alone, each into its own channel (MAX blend), scissored to their rects."""
-        ctx, fbo, program = self.ctx, self.coverage_fbo, self.coverage_program
-        x0, y0 = min(i.rect[0] for i in group), min(i.rect[1] for i in group)
-        x1, y1 = max(i.rect[2] for i in group), max(i.rect[3] for i in group)
-        fbo.use()
-        ctx.disable(ctx.DEPTH_TEST)
-        ctx.enable(ctx.BLEND)
-        ctx.blend_func = ctx.ONE, ctx.ONE
-        ctx.blend_equation = ctx.MAX
-        fbo.scissor = (x0, y0, x1 - x0, y1 - y0)
-        fbo.clear(0.0, 0.0, 0.0, 0.0)
-        for channel, item in enumerate(group):
-            program["channel"].value = tuple(1.0 if c == channel else 0.0 for c in range(_COVERAGE_CHANNELS))
-            program["mvp"].write(_gl_matrix(self._last_view_projection @ item.model))
-            item.mesh.coverage_vao.render()
-        fbo.scissor = None
-        ctx.disable(ctx.BLEND)
-        ctx.blend_equation = ctx.FUNC_ADD
-        return (x0, y0, x1, y1)
-
-    def _read_coverage(self, group: Sequence[_Placed], rect: tuple[int, int, int, int] | None) -> list[int]:
-        if rect is None:
+        Colour writes are masked off, so the image and id targets stay as they are; only depth (no longer
+        needed once the frame is drawn) is overwritten. See _COVERAGE_FRAGMENT_SHADER for why a query counts
+        each covered pixel once.
+        """
+        if not items:
             return []
-        x0, y0, x1, y1 = rect
-        data = self.coverage_fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4, alignment=1)
-        coverage = np.frombuffer(data, np.uint8).reshape(-1, _COVERAGE_CHANNELS)
-        return [int(n) for n in np.count_nonzero(coverage, axis=0)[: len(group)]]
+        ctx, fbo, program = self.ctx, self.fbo, self.coverage_program
+        while len(self._coverage_queries) < len(items):
+            self._coverage_queries.append(ctx.query(samples=True))
+        fbo.color_mask = [(False, False, False, False)] * 2
+        fbo.clear(depth=0.0)  # the colour mask keeps the clear off the image and id targets
+        ctx.depth_func = ">"
+        queries = self._coverage_queries[: len(items)]
+        for number, (item, query) in enumerate(zip(items, queries, strict=True)):
+            program["coverage_depth"].value = (number + 1) / (len(items) + 1)
+            program["mvp"].write(_gl_matrix(self._last_view_projection @ item.model))
+            with query:
+                item.mesh.coverage_vao.render()
+        fbo.color_mask = [(True, True, True, True)] * 2
+        return queries
 
     def close(self) -> None:
         for texture in self._background_textures.values():

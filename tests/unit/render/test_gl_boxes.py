@@ -162,3 +162,30 @@ def test_textured_vertex_coloured_and_flat_meshes_render_their_colours(small_spe
     # Ambient light only: a flat-coloured mesh is one colour; texture and vertex colours vary over the surface.
     assert spreads["box"] < 1.0
     assert spreads["tube"] > 20 and spreads["ball"] > 20
+
+
+@pytest.mark.parametrize("min_visible_fraction", [0.15, 0.5, 0.9])
+def test_render_frame_keeps_exactly_the_boxes_the_exact_visible_fractions_keep(
+    meshes, class_names, small_spec, renderer_for, min_visible_fraction
+) -> None:
+    # render_frame counts alone coverage only where the drop decision depends on it; its boxes must be those
+    # the exact visible fractions (render_detailed, which counts every hidden object) keep, frame for frame.
+    spec = small_spec(
+        objects_per_frame=[4, 7], distractors_per_frame=[1, 3], min_box_side_px=0,
+        min_visible_fraction=min_visible_fraction,
+    )  # fmt: skip
+    renderer = renderer_for(meshes, class_names, spec)
+    hidden = dropped_for_visibility = 0
+    for frame_index in range(10):
+        detailed = renderer.render_detailed(frame_index)
+        rgb, boxes = renderer.render_frame(frame_index)
+        assert np.array_equal(rgb, detailed.rgb)
+        assert boxes == detailed.boxes
+        visible = [o for o in detailed.objects if o.class_id >= 0 and o.visible_pixels > 0]
+        wanted = sorted(
+            (o.class_id, *map(float, o.raw_box)) for o in visible if o.visible_fraction >= min_visible_fraction
+        )  # type: ignore[arg-type]
+        assert sorted(boxes) == wanted
+        hidden += sum(o.alone_pixels is not None for o in visible)
+        dropped_for_visibility += sum(o.visible_fraction < min_visible_fraction for o in visible)
+    assert hidden > 0 and dropped_for_visibility > 0  # the scenes really exercised the rule
