@@ -93,8 +93,11 @@ def frame_stem(frame_index: int) -> str:
 class ShardWriter:
     """Writes one shard aside and renames it into ``out_dir/<shard_name>`` on commit (marker written last).
 
-    Images are encoded on a background thread (PIL releases the GIL while encoding), so the renderer draws the
-    next frame meanwhile; at most ``max_pending`` frames wait, bounding memory.
+    Images are encoded on background threads (PIL releases the GIL while encoding), so the renderer draws the
+    next frame meanwhile; at most ``max_pending`` frames wait, bounding memory. ``encoder_threads`` defaults to
+    half the cores: one on a 2-core machine (llvmpipe needs the other), several on a GPU host where the GPU
+    renders far faster than one core encodes JPEG. Each frame is its own file, so the thread count never
+    changes the output.
     """
 
     def __init__(
@@ -106,7 +109,8 @@ class ShardWriter:
         shards: int,
         image_format: str = "jpg",
         jpeg_quality: int = 92,
-        max_pending: int = 4,
+        max_pending: int | None = None,
+        encoder_threads: int | None = None,
     ) -> None:
         if image_format not in IMAGE_EXTENSIONS:
             raise ValueError(f"image_format {image_format!r} is not one of {', '.join(IMAGE_EXTENSIONS)}")
@@ -121,9 +125,10 @@ class ShardWriter:
         (self.temp_dir / contract.LABELS_DIR).mkdir()
         self.frames: list[int] = []
         self.box_counts = [0] * len(self.class_names)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-encode")
+        threads = encoder_threads or max(1, (os.cpu_count() or 2) // 2)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shard-encode")
         self._pending: list[Future[None]] = []
-        self._slots = threading.BoundedSemaphore(max_pending)
+        self._slots = threading.BoundedSemaphore(max_pending or 2 * threads + 2)
         self._closed = False
 
     def add_frame(self, frame_index: int, rgb: np.ndarray, boxes: Sequence[Box]) -> None:

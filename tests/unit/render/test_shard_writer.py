@@ -96,3 +96,21 @@ def test_keep_box_rule(box, visible, expected) -> None:
     assert keep_box(box, width=100, height=100, min_side_px=4, visible_fraction=visible, min_visible_fraction=0.25) == (
         expected
     )
+
+
+def test_encoder_thread_count_never_changes_the_shard(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(12)]
+
+    def shard_bytes(threads: int) -> dict[str, bytes]:
+        out = tmp_path / f"threads-{threads}"
+        writer = ShardWriter(out, class_names=["a", "b"], shard=0, shards=1, encoder_threads=threads)
+        for frame, image in enumerate(images):
+            writer.add_frame(frame, image, [(frame % 2, 1.0, 2.0, 30.0, 20.0)])
+        shard = writer.commit({"spec": {"seed": 0, "val_fraction": 0.5}})
+        files = [p for p in shard.rglob("*") if p.is_file() and p.name != contract.SHARD_COMPLETE_MARKER]
+        return {str(p.relative_to(shard)): p.read_bytes() for p in files}
+
+    one, four = shard_bytes(1), shard_bytes(4)
+    assert len(one) == 24
+    assert one == four
