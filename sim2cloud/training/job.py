@@ -24,6 +24,7 @@ import yaml
 
 from sim2cloud import __version__, contract
 from sim2cloud.training import callbacks, devices, offline
+from sim2cloud.training.curves import CURVES_NAME, write_training_curves
 from sim2cloud.training.dataset_checks import DatasetError, DatasetSummary, check_dataset
 from sim2cloud.training.hyperparameters import HyperparameterError, Hyperparameters, load_hyperparameters
 
@@ -249,6 +250,9 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
         for produced in (loc.checkpoint_dir / callbacks.METRICS_HISTORY_NAME, run_dir / "results.csv"):
             if produced.is_file():
                 callbacks.atomic_copy(produced, loc.output_data_dir / produced.name)
+        picture = write_training_curves(callbacks.read_history(loc.checkpoint_dir), loc.output_data_dir / CURVES_NAME)
+        if picture is not None:
+            print(f"training curves: {picture}", flush=True)
     return loc.model_dir
 
 

@@ -117,6 +117,8 @@ def test_interrupted_run_resumes_where_it_stopped(trained: TrainedRun) -> None:
     card = json.loads((Path(trained.paths.model_dir) / contract.MODEL_JSON_NAME).read_text())
     assert card["epochs_trained"] == EPOCHS
     assert (trained.out / "output" / "data" / "metrics.jsonl").is_file()
+    with Image.open(trained.out / "output" / "data" / "training_curves.png") as curves:
+        assert curves.format == "PNG" and curves.width > curves.height > 100
     assert [m["epoch"] for m in card["metrics_history"]] == [1.0, 2.0]
 
 
