@@ -26,7 +26,7 @@ run: setup ## Main job on the embedded default: render the sample meshes into a 
 test: setup ## The test suite (what CI runs): lint, type check, unit, infra and integration tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy sim2cloud isaac_jobs
+	@$(MAKE) --no-print-directory typecheck-only
 	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: setup ## ruff lint + format check
@@ -38,8 +38,15 @@ lint-docker: setup ## hadolint over every containers/*/Dockerfile (the Isaac Sim
 format: setup ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-typecheck: setup ## mypy over the packages
-	$(BIN)/mypy sim2cloud isaac_jobs
+LAMBDAS := render_launcher training_launcher model_gate
+
+typecheck: setup ## mypy over the packages, the CDK app and each Lambda (as its bundle sees it)
+	@$(MAKE) --no-print-directory typecheck-only
+
+typecheck-only:
+	$(BIN)/mypy sim2cloud isaac_jobs stacks app.py
+	@# Each Lambda separately: every one has a handler.py, and lambda/ is not a package (a keyword).
+	@for fn in $(LAMBDAS); do echo "mypy lambda/$$fn"; MYPYPATH=lambda:. $(BIN)/mypy lambda/$$fn || exit 1; done
 
 bench-render: setup ## Render throughput: end-to-end frames/s beside the bare render rate
 	$(PY) bench/render_throughput.py
@@ -56,4 +63,4 @@ check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templat
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run test lint format typecheck bench-render synth check-infra clean lint-docker bench-serving
+.PHONY: help setup run test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving
