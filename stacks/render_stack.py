@@ -23,6 +23,7 @@ from stacks.constructs.bucket_access import grant_prefixes
 from stacks.constructs.encryption import allow_cloudwatch_logs, customer_key, encrypted_log_group
 from stacks.constructs.event_patterns import event_pattern
 from stacks.constructs.gpu_fleet import GpuFleet
+from stacks.constructs.image_repository import image_repository
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.private_network import PrivateNetwork
 from stacks.names import PipelineNames
@@ -87,14 +88,11 @@ class RenderStack(PipelineStack):
 
         # We mirror nvcr.io/nvidia/isaac-sim (about 10 GB) plus our job layer here: pulling from NGC per job
         # would need internet access (no NAT here) and NGC credentials on every host.
-        self.repository = ecr.Repository(
+        self.repository = image_repository(
             self,
             "IsaacSimImage",
             repository_name=settings.resource_name("isaac-sim"),
-            image_scan_on_push=True,
-            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
-            encryption=ecr.RepositoryEncryption.KMS,
-            lifecycle_rules=[ecr.LifecycleRule(description="keep the last 5 images", max_image_count=5)],
+            keep_images=5,
             removal_policy=settings.removal_policy,
         )
         log_group = encrypted_log_group(

@@ -29,6 +29,7 @@ from stacks.constructs.arns import arn, nag_resource
 from stacks.constructs.bucket_access import grant_prefixes
 from stacks.constructs.encryption import allow_cloudwatch_logs, customer_key
 from stacks.constructs.event_patterns import event_pattern
+from stacks.constructs.image_repository import image_repository
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.pipeline_function import PipelineFunction
 from stacks.constructs.secure_queue import dead_letter_queue, work_queue
@@ -76,14 +77,11 @@ class TrainingStack(PipelineStack):
         self.key.grant(iam.ServicePrincipal("events.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
         self.dead_letter_queues = []
 
-        self.repository = ecr.Repository(
+        self.repository = image_repository(
             self,
             "YoloImage",
             repository_name=settings.resource_name("yolo"),
-            image_scan_on_push=True,
-            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
-            encryption=ecr.RepositoryEncryption.KMS,
-            lifecycle_rules=[ecr.LifecycleRule(description="keep the last 10 images", max_image_count=10)],
+            keep_images=10,
             removal_policy=settings.removal_policy,
         )
         self.execution_role = self._execution_role(settings, names, data_key)
