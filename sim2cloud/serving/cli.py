@@ -23,7 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help=f"ONNX Runtime intra-op threads per worker (default ${contract.Env.SERVING_THREADS} or cores / workers)",
+        help=(
+            f"ONNX Runtime intra-op threads per worker "
+            f"(default ${contract.Env.SERVING_THREADS} or cores / workers, at least 2)"
+        ),
     )
 
 

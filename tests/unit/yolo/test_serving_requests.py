@@ -119,3 +119,19 @@ def test_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_workers({}) >= 1
     with pytest.raises(ValueError, match=contract.Env.SERVING_WORKERS):
         default_workers({contract.Env.SERVING_WORKERS: "0"})
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "threads"),
+    [
+        (2, 2, 2),  # one worker per core: a lone request still gets both cores
+        (1, 2, 2),
+        (1, 1, 1),  # never more threads than cores
+        (2, 8, 4),  # an even share when it is more than two
+        (8, 8, 2),  # many workers: at most 2x oversubscribed
+    ],
+)
+def test_default_intra_op_threads(workers: int, cores: int, threads: int) -> None:
+    from sim2cloud.serving.model import default_intra_op_threads
+
+    assert default_intra_op_threads(workers, cores=cores) == threads
