@@ -8,11 +8,14 @@ so a stack never reads context itself and a test can build any environment by na
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import aws_cdk as cdk
+
+from sim2cloud import __version__
 
 PROJECT = "Sim2Cloud"
 """Stack-name prefix: ``Sim2Cloud-<env>-<Lifecycle>``."""
@@ -131,6 +134,10 @@ class EnvironmentSettings:
     quiet_period_seconds: int
     """Render batching: a drop is submitted this long after its last file (SQS delivery delay), or at once when
     its batch config file arrives."""
+    image_tag: str = __version__
+    """Tag of the Isaac Sim and YOLO images the job definitions and training jobs run. The repositories have
+    immutable tags, so a tag names one image forever: push ``<repository>:<tag>`` first, then deploy with
+    ``-c image_tag=<tag>`` (CI passes its ``IMAGE_TAG`` variable). Never a moving tag such as ``latest``."""
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -237,7 +244,19 @@ def load_settings(name: str, context: Mapping[str, Any] | None = None) -> Enviro
         settings = replace(
             settings, ci=replace(settings.ci, subject_repository=str(context["github_subject_repository"]))
         )
+    if context.get("image_tag"):
+        settings = replace(settings, image_tag=_checked_image_tag(str(context["image_tag"])))
     if context.get("create_oidc_provider") is not None:
         flag = str(context["create_oidc_provider"]).lower() in {"1", "true", "yes"}
         settings = replace(settings, ci=replace(settings.ci, create_oidc_provider=flag))
     return settings
+
+
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _checked_image_tag(tag: str) -> str:
+    """An image tag as Docker/ECR accept it; ``latest`` is refused since the repositories' tags are immutable."""
+    if not _IMAGE_TAG.match(tag) or tag == "latest":
+        raise ValueError(f"-c image_tag={tag!r}: use an immutable tag such as a version or a commit SHA")
+    return tag

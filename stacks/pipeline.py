@@ -22,7 +22,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CDK_JSON = REPO_ROOT / "cdk.json"
 
 
-CONTEXT_KEYS = ("account", "region", "github_repository", "github_subject_repository", "create_oidc_provider")
+CONTEXT_KEYS = (
+    "account",
+    "region",
+    "github_repository",
+    "github_subject_repository",
+    "create_oidc_provider",
+    "image_tag",
+)
 """Context values (``-c key=value``) that override environment settings; see stacks.config.load_settings."""
 
 

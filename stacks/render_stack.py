@@ -103,7 +103,7 @@ class RenderStack(PipelineStack):
             removal_policy=settings.removal_policy,
         )
         logging = ecs.LogDrivers.aws_logs(stream_prefix="render", log_group=log_group)
-        image = ecs.ContainerImage.from_ecr_repository(self.repository, tag="latest")
+        image = ecs.ContainerImage.from_ecr_repository(self.repository, tag=settings.image_tag)
         common_env = {
             contract.Env.DATA_BUCKET: names.data_bucket,
             contract.Env.ENVIRONMENT: settings.name,

@@ -131,7 +131,7 @@ class TrainingStack(PipelineStack):
             "training_launcher",
             names.training_launcher_function,
             {
-                contract.Env.TRAINING_IMAGE_URI: self.repository.repository_uri_for_tag("latest"),
+                contract.Env.TRAINING_IMAGE_URI: self.repository.repository_uri_for_tag(settings.image_tag),
                 contract.Env.TRAINING_ROLE_ARN: self.execution_role.role_arn,
                 contract.Env.TRAINING_INSTANCE_TYPE: settings.training.instance_type,
                 contract.Env.TRAINING_USE_SPOT: str(settings.training.use_spot).lower(),

@@ -3,14 +3,20 @@ the Batch queue order, endpoint scaling and rollback, storage lifecycle."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 from infra_assembly import Synthesized
 
 from sim2cloud import contract
 from stacks.endpoint_stack import MODEL_PACKAGE_ARN_PATTERN
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bucket(env: Synthesized) -> str:
@@ -201,3 +207,76 @@ def test_storage_lifecycle_and_retention_per_environment(env: Synthesized) -> No
     )
     expected = "Retain" if env.settings.retain_data else "Delete"
     assert data["DeletionPolicy"] == expected and data["UpdateReplacePolicy"] == expected
+
+
+_SETTINGS_CLASSES = {
+    "render-launcher": ("render_launcher", "RenderLauncherSettings"),
+    "training-launcher": ("training_launcher", "TrainingLauncherSettings"),
+    "model-gate": ("model_gate", "ModelGateSettings"),
+}
+
+
+def _logic_module(folder: str) -> Any:
+    """The function's logic module, importing ``shared`` and ``sim2cloud.contract`` as its bundle does."""
+    lambda_root = REPO_ROOT / "lambda"
+    name = f"{folder}_logic"
+    before = set(sys.modules)
+    sys.path.insert(0, str(lambda_root))
+    try:
+        spec = importlib.util.spec_from_file_location(name, lambda_root / folder / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(lambda_root))
+        for added in set(sys.modules) - before:  # leave no Lambda module behind for other tests
+            if added == name or added == "shared" or added.startswith("shared."):
+                del sys.modules[added]
+
+
+def test_each_lambda_accepts_the_environment_cdk_gives_it(env: Synthesized) -> None:
+    """The settings parser of each function runs on exactly the variables its stack sets (values CloudFormation
+    resolves at deploy time stand in as placeholders), so a renamed or missing variable fails here, not in AWS."""
+    prefix = f"sim2cloud-{env.settings.name}-"
+    for resource in env.templates["Training"]["Resources"].values():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        properties = resource["Properties"]
+        folder, class_name = _SETTINGS_CLASSES[properties["FunctionName"].removeprefix(prefix)]
+        variables = {
+            name: value if isinstance(value, str) else "resolved-at-deploy"
+            for name, value in properties["Environment"]["Variables"].items()
+        }
+        settings = getattr(_logic_module(folder), class_name).from_env(variables)
+        assert settings.bucket == _bucket(env)
+
+
+def test_training_hyperparameters_set_by_cdk_are_valid_for_the_training_container(env: Synthesized) -> None:
+    from sim2cloud.training.hyperparameters import parse_hyperparameters
+
+    (launcher,) = [
+        r["Properties"]
+        for r in env.templates["Training"]["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["FunctionName"].endswith("training-launcher")
+    ]
+    raw = json.loads(launcher["Environment"]["Variables"][contract.Env.TRAINING_HYPERPARAMETERS])
+    assert parse_hyperparameters(raw).model == raw["model"]
+
+
+def test_images_are_pinned_to_the_configured_immutable_tag(env: Synthesized) -> None:
+    tag = env.settings.image_tag
+    assert tag and tag != "latest"
+    rendered = json.dumps(env.templates["Render"]) + json.dumps(env.templates["Training"])
+    assert ":latest" not in rendered
+    assert f":{tag}" in json.dumps(env.templates["Render"])
+    assert f":{tag}" in json.dumps(env.templates["Training"])
+
+
+def test_a_moving_image_tag_is_refused() -> None:
+    from stacks.config import load_settings
+
+    assert load_settings("dev", {"image_tag": "3f2c1ab"}).image_tag == "3f2c1ab"
+    with pytest.raises(ValueError, match="immutable tag"):
+        load_settings("dev", {"image_tag": "latest"})
