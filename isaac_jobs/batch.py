@@ -9,7 +9,11 @@ batch.yaml (every key optional; unknown keys are an error naming the key)::
     max_triangles: 1000000   # refuse files above this (default: 20 x triangle_budget)
     up_axis: auto            # auto (per-format default, see isaac_jobs/mesh.py) | y | z, for every file
     scale: 1.0               # multiplies every position (0.001 for millimetre CAD files)
-    render: {frames: 400}    # scene-spec overrides, passed through untouched to isaac_jobs.spec
+    frames: 400              # total frames of the run; the render launcher sizes the Batch array job from it
+    render: {width: 800}     # other scene-spec overrides, passed through to isaac_jobs.spec
+
+``frames`` is top-level (not under ``render``) because the render launcher Lambda reads it without a YAML
+library to size the job before any renderer runs; every reader must agree on one place.
 
 Class ids: ``class_names`` is the sorted list of classes of every discovered mesh file, so the id of a
 class does not depend on which files later fail to load (every shard agrees on it).
@@ -25,7 +29,7 @@ from typing import Any, Final
 from isaac_jobs.mesh import DEFAULT_TRIANGLE_BUDGET, Mesh, MeshError, UpAxis, load_mesh
 from sim2cloud import contract
 
-BATCH_KEYS: Final = ("classes", "triangle_budget", "max_triangles", "up_axis", "scale", "render")
+BATCH_KEYS: Final = ("classes", "triangle_budget", "max_triangles", "up_axis", "scale", "frames", "render")
 UP_AXIS_CHOICES: Final = ("auto", "y", "z")
 
 
@@ -92,6 +96,11 @@ def read_batch_config(batch_dir: Path) -> dict[str, Any]:
         raise BatchConfigError(path, f"scale must be a positive number, not {scale!r}")
     if not isinstance(config.get("render", {}) or {}, Mapping):
         raise BatchConfigError(path, "render must be a mapping of scene-spec settings")
+    frames = config.get("frames")
+    if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or frames < 1):
+        raise BatchConfigError(path, f"frames must be a positive integer, not {frames!r}")
+    if "frames" in (config.get("render") or {}):
+        raise BatchConfigError(path, "set frames at the top level of batch.yaml, not under render")
     return config
 
 
@@ -138,7 +147,10 @@ def discover_batch(batch_dir: Path) -> BatchPlan:
         sources=sources,
         errors=errors,
         class_names=sorted({source.class_name for source in sources}),
-        render_overrides=dict(config.get("render") or {}),
+        render_overrides={
+            **dict(config.get("render") or {}),
+            **({"frames": config["frames"]} if config.get("frames") is not None else {}),
+        },
         triangle_budget=int(config.get("triangle_budget") or DEFAULT_TRIANGLE_BUDGET),
         up_axis=str(config.get("up_axis", "auto")),
         max_triangles=config.get("max_triangles"),

@@ -201,11 +201,11 @@ def frames_from_batch_config(text: str) -> int | None:
     match = _FRAMES_LINE.search(text)
     if match is None:
         return None
-    raw = match.group("value").strip().strip("'\"")
-    try:
-        frames = int(raw)
-    except ValueError:
-        raise BatchConfigError(f"frames: {raw!r} is not an integer") from None
+    raw = match.group("value").strip()
+    # A quoted number is a YAML string, which the render job refuses: both readers must agree.
+    if not raw.isdigit():
+        raise BatchConfigError(f"frames: {raw!r} is not an unquoted positive integer")
+    frames = int(raw)
     if frames < 1:
         raise BatchConfigError(f"frames: {frames} must be at least 1")
     return frames
@@ -540,8 +540,6 @@ class RenderLauncher:
             Env.SHARD_COUNT: str(shards),
             Env.FRAMES: str(frames),
         }
-        if review.config is not None:
-            environment[Env.RENDER_CONFIG_KEY] = review.config.key
         request: dict[str, Any] = {
             "jobName": batch_job_name("render", run),
             "jobQueue": self.settings.job_queue,

@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -167,7 +168,8 @@ def test_batch_file_submits_at_once_and_delayed_events_do_not_resubmit(s3: Any, 
     render = next(job for job in submitted_jobs(batch) if "render" in job["jobName"])
     assert environment_of(render)[Env.FRAMES] == "9"
     assert render["arrayProperties"]["size"] == math.ceil(9 / FRAMES_PER_SHARD)
-    assert environment_of(render)[Env.RENDER_CONFIG_KEY] == "meshes/b2/batch.yaml"
+    # The shard job reads batch.yaml from the batch it downloads; no separate scene-spec file is passed.
+    assert Env.RENDER_CONFIG_KEY not in environment_of(render)
 
     # Later the quiet period passes: the delayed events of the same content find the submission.
     late = launcher(sqs_event(config_event, mesh_event), quiet=0)
@@ -235,7 +237,8 @@ def test_invalid_batch_file_stops_the_batch_with_a_reason(s3: Any, batch: Any, l
     result = launcher(put(s3, "meshes/cfg/batch.yaml", b"frames: lots\n"))
     assert result["outcomes"][0]["action"] == "rejected"
     assert submitted_jobs(batch) == []
-    assert "frames: 'lots' is not an integer" in quarantine_reason(s3, "meshes/cfg/batch.yaml")["reason"]
+    reason = quarantine_reason(s3, "meshes/cfg/batch.yaml")["reason"]
+    assert "frames: 'lots' is not an unquoted positive integer" in reason
 
 
 KEYS_THAT_NEED_CARE = [
@@ -367,10 +370,41 @@ def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch, load_handle
 def test_frames_line_parsing(load_handler: Any) -> None:
     logic = load_handler("render_launcher").logic
     assert logic.frames_from_batch_config("classes: [a]\nframes: 120\n") == 120
-    assert logic.frames_from_batch_config("frames: '64' # quoted\n") == 64
+    assert logic.frames_from_batch_config("frames: 64 # a comment\n") == 64
     assert logic.frames_from_batch_config("render:\n  frames: 5\n") is None  # nested, not top-level
     with pytest.raises(logic.BatchConfigError, match="at least 1"):
         logic.frames_from_batch_config("frames: 0\n")
+    with pytest.raises(logic.BatchConfigError, match="unquoted"):
+        logic.frames_from_batch_config("frames: '64'\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "frames: 120\n",
+        "classes: {a: b}\nframes: 7 # seven\n",
+        "render:\n  width: 320\n",
+        "frames: '64'\n",
+        "frames: -3\n",
+    ],
+)
+def test_launcher_and_render_job_read_the_same_frames(load_handler: Any, tmp_path: Path, text: str) -> None:
+    """The launcher sizes the Batch job from batch.yaml; the render job renders what batch.yaml says. They agree
+    on every file: the same frame count, or both refuse it."""
+    from isaac_jobs.batch import BatchConfigError, discover_batch
+
+    logic = load_handler("render_launcher").logic
+    (tmp_path / "a").mkdir()
+    (tmp_path / "batch.yaml").write_text(text)
+    try:
+        job_frames: int | str | None = discover_batch(tmp_path).render_overrides.get("frames")
+    except BatchConfigError:
+        job_frames = "refused"
+    try:
+        launcher_frames: int | str | None = logic.frames_from_batch_config(text)
+    except logic.BatchConfigError:
+        launcher_frames = "refused"
+    assert launcher_frames == job_frames
 
 
 def test_every_log_line_is_json_with_request_batch_and_run(

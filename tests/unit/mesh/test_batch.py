@@ -34,11 +34,11 @@ def test_batch_yaml_overrides(sample_batch: Path, tmp_path: Path) -> None:
     batch = _copy_batch(sample_batch, tmp_path)
     (batch / "batch.yaml").write_text(
         "classes:\n  can: soda_can\n  can/can_textured.glb: tin\n"
-        "triangle_budget: 1000\nup_axis: z\nscale: 2.0\nrender:\n  frames: 12\n  camera: {fov_deg: 40}\n"
+        "triangle_budget: 1000\nup_axis: z\nscale: 2.0\nframes: 12\nrender:\n  width: 320\n  camera_fov_deg: [40, 40]\n"
     )
     plan = discover_batch(batch)
     assert plan.class_names == ["book", "bottle", "mug", "soda_can", "tin"]
-    assert plan.render_overrides == {"frames": 12, "camera": {"fov_deg": 40}}
+    assert plan.render_overrides == {"frames": 12, "width": 320, "camera_fov_deg": [40, 40]}
     assert plan.triangle_budget == 1000 and plan.up_axis == "z" and plan.scale == 2.0
     meshes, errors = load_batch(plan, progress=False)
     assert errors == []
@@ -57,6 +57,8 @@ def test_batch_yaml_overrides(sample_batch: Path, tmp_path: Path) -> None:
         ("classes:\n  mug: 'bad name!'\n", "classes['mug']"),
         ("triangle_budget: lots\n", "triangle_budget"),
         ("[unclosed\n", "not valid yaml"),
+        ("frames: 0\n", "frames must be a positive integer"),
+        ("render:\n  frames: 5\n", "top level"),
     ],
 )
 def test_bad_batch_yaml_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
