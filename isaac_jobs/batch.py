@@ -11,6 +11,7 @@ batch.yaml (every key optional; unknown keys are an error naming the key)::
     scale: 1.0               # multiplies every position (0.001 for millimetre CAD files)
     frames: 400              # total frames of the run; the render launcher sizes the Batch array job from it
     render: {width: 800}     # other scene-spec overrides, passed through to isaac_jobs.spec
+    training: {epochs: 30}   # this dataset's hyperparameters: copied into manifest.json, they win in the training job
 
 ``frames`` is top-level (not under ``render``) because the render launcher Lambda reads it without a YAML
 library to size the job before any renderer runs; every reader must agree on one place.
@@ -29,7 +30,16 @@ from typing import Any, Final
 from isaac_jobs.mesh import DEFAULT_TRIANGLE_BUDGET, Mesh, MeshError, UpAxis, load_mesh
 from sim2cloud import contract
 
-BATCH_KEYS: Final = ("classes", "triangle_budget", "max_triangles", "up_axis", "scale", "frames", "render")
+BATCH_KEYS: Final = (
+    "classes",
+    "triangle_budget",
+    "max_triangles",
+    "up_axis",
+    "scale",
+    "frames",
+    "render",
+    contract.MANIFEST_TRAINING_FIELD,
+)
 UP_AXIS_CHOICES: Final = ("auto", "y", "z")
 
 
@@ -99,6 +109,9 @@ def read_batch_config(batch_dir: Path) -> dict[str, Any]:
     frames = config.get("frames")
     if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or frames < 1):
         raise BatchConfigError(path, f"frames must be a positive integer, not {frames!r}")
+    training = config.get(contract.MANIFEST_TRAINING_FIELD, {}) or {}
+    if not isinstance(training, Mapping) or not all(isinstance(key, str) for key in training):
+        raise BatchConfigError(path, f"{contract.MANIFEST_TRAINING_FIELD} must map hyperparameter names to values")
     if "frames" in (config.get("render") or {}):
         raise BatchConfigError(path, "set frames at the top level of batch.yaml, not under render")
     return config

@@ -321,7 +321,7 @@ def run_shard_job(settings: ShardSettings, *, s3: S3Client | None = None, progre
         for error in result.errors:
             log.warning("mesh skipped: %s", error)
         shard_dir = Path(result.path)
-        marker = _marker_with_listing(shard_dir, batch_prefix, sources)
+        marker = _marker_with_listing(shard_dir, batch_prefix, sources, _batch_training(meshes_dir))
         prefix = contract.render_shard_prefix(settings.run, settings.shard)
         upload_tree(
             s3,
@@ -338,8 +338,21 @@ def run_shard_job(settings: ShardSettings, *, s3: S3Client | None = None, progre
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _marker_with_listing(shard_dir: Path, batch_prefix: str, sources: Sequence[Mapping[str, Any]]) -> bytes:
-    """The shard's own marker JSON plus the list of its files and of the mesh objects it came from."""
+def _batch_training(meshes_dir: Path) -> dict[str, Any]:
+    """batch.yaml's ``training:`` mapping ({} without one); finalize puts it into the manifest."""
+    from isaac_jobs.batch import read_batch_config
+
+    return dict(read_batch_config(meshes_dir).get(contract.MANIFEST_TRAINING_FIELD) or {})
+
+
+def _marker_with_listing(
+    shard_dir: Path,
+    batch_prefix: str,
+    sources: Sequence[Mapping[str, Any]],
+    training: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The shard's own marker JSON plus the list of its files, the mesh objects it came from and the batch's
+    training section."""
     marker_path = shard_dir / contract.SHARD_COMPLETE_MARKER
     try:
         marker: dict[str, Any] = json.loads(marker_path.read_text(encoding="utf-8"))
@@ -359,6 +372,8 @@ def _marker_with_listing(shard_dir: Path, batch_prefix: str, sources: Sequence[M
         for obj in sources
         if obj["Key"].startswith(batch_prefix)
     ]
+    if training:
+        marker[contract.MANIFEST_TRAINING_FIELD] = dict(training)
     return json.dumps(marker, indent=2, sort_keys=True).encode("utf-8")
 
 
@@ -410,6 +425,9 @@ def run_finalize_job(
             "bucket": settings.bucket,
             MARKER_SOURCES_KEY: first_marker.get(MARKER_SOURCES_KEY, []),
         }
+        if first_marker.get(contract.MANIFEST_TRAINING_FIELD):
+            # batch.yaml's hyperparameters, for the training launcher (the dataset's settings win there).
+            lineage[contract.MANIFEST_TRAINING_FIELD] = first_marker[contract.MANIFEST_TRAINING_FIELD]
         manifest = finalize(shard_dirs, out_dir, expected_shards=settings.shards, extra_manifest=lineage)
         prefix = contract.dataset_prefix(settings.run)
         upload_tree(s3, settings.bucket, out_dir, prefix, last=contract.DATASET_MANIFEST_NAME, progress=progress)

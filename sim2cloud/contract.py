@@ -311,6 +311,9 @@ TRAIN_SPLIT: Final = "train"
 VAL_SPLIT: Final = "val"
 SPLITS: Final = (TRAIN_SPLIT, VAL_SPLIT)
 MANIFEST_SCHEMA_VERSION: Final = 1
+MANIFEST_TRAINING_FIELD: Final = "training"
+"""manifest.json field holding the dataset's own hyperparameters: batch.yaml's ``training:`` mapping, carried by
+every shard marker to finalize; the training launcher overlays it on the environment's defaults."""
 
 
 # --------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ log = get_logger("sim2cloud.training_launcher")
 
 MAX_JOB_NAME: Final = 63
 NAME_HASH_CHARS: Final = 8
-MANIFEST_TRAINING_SECTION: Final = "training"
+MANIFEST_TRAINING_SECTION: Final = contract.MANIFEST_TRAINING_FIELD
 """Manifest key whose object holds this dataset's hyperparameters (copied from batch.yaml by finalize)."""
 MAX_MANIFEST_BYTES: Final = 10 * 1024 * 1024
 """A manifest lists files and counts; anything larger is not one of ours."""

@@ -59,6 +59,7 @@ def test_batch_yaml_overrides(sample_batch: Path, tmp_path: Path) -> None:
         ("[unclosed\n", "not valid yaml"),
         ("frames: 0\n", "frames must be a positive integer"),
         ("render:\n  frames: 5\n", "top level"),
+        ("training: [epochs, 5]\n", "training must map hyperparameter names to values"),
     ],
 )
 def test_bad_batch_yaml_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
