@@ -20,7 +20,10 @@ help: ## List the targets with what they do
 setup: ## Install everything (Debian GL packages, .venv with pinned packages, CDK CLI + Node 22)
 	@scripts/bootstrap.sh
 
-run: setup ## Main job on the embedded default: render the sample meshes into a YOLO dataset
+run: setup ## Main job on the embedded default: the whole pipeline on one machine (moto as AWS), sample meshes
+	$(BIN)/sim2cloud demo --out $(OUT)/demo
+
+render: setup ## Only the render step: the sample meshes into a labelled YOLO dataset with a preview picture
 	$(BIN)/sim2cloud render --meshes samples/meshes --out $(OUT)/dataset --frames 200
 
 test: setup ## The test suite (what CI runs): lint, type check, unit, infra and integration tests
@@ -48,6 +51,7 @@ typecheck-only:
 	@# Each Lambda separately: every one has a handler.py, and lambda/ is not a package (a keyword).
 	@for fn in $(LAMBDAS); do echo "mypy lambda/$$fn"; MYPYPATH=lambda:. $(BIN)/mypy lambda/$$fn || exit 1; done
 
+
 bench-render: setup ## Render throughput: end-to-end frames/s beside the bare render rate
 	$(PY) bench/render_throughput.py
 
@@ -63,4 +67,4 @@ check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templat
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving
+.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving

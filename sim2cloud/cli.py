@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sim2cloud.training.cli", "Train a YOLOv8 detector on a dataset (the SageMaker train entrypoint)"),
     "serve": ("sim2cloud.serving.cli", "Serve a model over HTTP with the SageMaker container contract"),
     "evaluate": ("sim2cloud.evaluation.cli", "mAP of a model file or a running endpoint on a dataset"),
+    "demo": ("sim2cloud.local.cli", "The whole pipeline on one machine: moto as AWS, the real Lambdas and jobs"),
 }
 
 

@@ -282,6 +282,9 @@ TRAINING_JOB_NAME_PREFIX: Final = "sim2cloud-"
 """Every training job the launcher creates starts with this, so the gate's rule only sees ours."""
 
 TRAINING_TERMINAL_STATUSES: Final = ("Completed", "Failed", "Stopped")
+DEFAULT_TRAINING_HYPERPARAMETERS: Final = {"model": "yolov8n.yaml", "epochs": "50", "imgsz": "640", "batch": "16"}
+"""What every environment gives the training launcher (``SIM2CLOUD_TRAINING_HYPERPARAMETERS``); a dataset's
+manifest ``training`` section overrides it. SageMaker passes hyperparameters as strings."""
 TRAINING_RUN_TAG: Final = "sim2cloud:run"
 """Tag on every training job (and model package) naming the dataset run it trained on."""
 TRAINING_JOB_METADATA_KEY: Final = "sim2cloud:training-job"

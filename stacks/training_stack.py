@@ -38,7 +38,6 @@ from stacks.names import PipelineNames
 LAUNCHER_TIMEOUT = cdk.Duration.minutes(2)
 SAGEMAKER_TRAINING_LOG_GROUP = "log-group:/aws/sagemaker/TrainingJobs"
 """SageMaker's fixed log group for training jobs (streams are named per job)."""
-DEFAULT_HYPERPARAMETERS = {"model": "yolov8n.yaml", "epochs": "50", "imgsz": "640", "batch": "16"}
 
 
 class TrainingStack(PipelineStack):
@@ -136,7 +135,9 @@ class TrainingStack(PipelineStack):
                 contract.Env.TRAINING_INSTANCE_TYPE: settings.training.instance_type,
                 contract.Env.TRAINING_USE_SPOT: str(settings.training.use_spot).lower(),
                 contract.Env.TRAINING_MAX_RUNTIME_SECONDS: str(settings.training.max_runtime_seconds),
-                contract.Env.TRAINING_HYPERPARAMETERS: json.dumps(DEFAULT_HYPERPARAMETERS, sort_keys=True),
+                contract.Env.TRAINING_HYPERPARAMETERS: json.dumps(
+                    contract.DEFAULT_TRAINING_HYPERPARAMETERS, sort_keys=True
+                ),
                 contract.Env.KMS_KEY_ARN: data_key.key_arn,
             },
         )

@@ -1,0 +1,805 @@
+"""``sim2cloud demo``: the whole flow of ARCHITECTURE section 1 on one machine, with no AWS account.
+
+Real parts only: a moto server on 127.0.0.1 is AWS (real HTTP, real boto3 calls, in this process and in
+every job process through ``AWS_ENDPOINT_URL``); the three Lambda handlers are imported from the bundles
+CDK deploys (``stacks/constructs/lambda_bundle.py``) and invoked with events of the real shapes, routed by
+the contract's EventBridge patterns; the Batch and SageMaker jobs they submit are read back from moto and
+run by :mod:`sim2cloud.local.executor` with their real entrypoints.
+
+Local substitutions, each deliberate:
+
+* the render job definition sets ``SIM2CLOUD_RENDER_BACKEND=gl`` (moderngl on EGL) where the cloud's sets
+  ``isaac`` (Isaac Sim needs an RTX GPU); same scene spec, seeds and dataset layout;
+* the quiet-period queue has no delivery delay and the launcher's ``SIM2CLOUD_QUIET_PERIOD_SECONDS`` is 0
+  (the queue delay must equal it). The demo always uploads ``batch.yaml``, whose direct event submits the
+  batch; the queued mesh events are then delivered as SQS records and find the run already submitted;
+* the model gate's approval mode is ``auto`` with the dev environment's quality gate (mAP50 0.5);
+* no endpoint stack: the approved (or pending) package's artifact is served by ``sim2cloud serve``, the
+  YOLO image's serving entrypoint, on a loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+from sim2cloud import contract
+from sim2cloud.contract import Env
+from sim2cloud.local import events, executor
+
+REGION: Final = "us-east-1"
+LOCAL_ENVIRONMENT: Final = "local"
+"""``SIM2CLOUD_ENVIRONMENT`` of every local function and job."""
+LOCAL_BUCKET: Final = "sim2cloud-local-data"
+"""The data bucket (the CDK stacks name it per environment and account)."""
+LOCAL_QUEUE: Final = "sim2cloud-local-render"
+RENDER_DEFINITION: Final = "sim2cloud-local-render-shard"
+FINALIZE_DEFINITION: Final = "sim2cloud-local-render-finalize"
+MODEL_PACKAGE_GROUP: Final = "sim2cloud-local-models"
+FAILURE_TOPIC: Final = "sim2cloud-local-failures"
+LOCAL_TRAINING_IMAGE: Final = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sim2cloud-local-yolo:demo"
+"""Recorded in the training request and the model package; locally the image is this checkout."""
+LOCAL_TRAINING_INSTANCE: Final = "ml.c6i.xlarge"
+LOCAL_QUALITY_GATE_MAP50: Final = 0.5
+"""The dev environment's gate (stacks/config.py)."""
+FUNCTIONS: Final = ("render_launcher", "training_launcher", "model_gate")
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+DUMMY_CREDENTIALS: Final = {
+    "AWS_ACCESS_KEY_ID": "sim2cloud-local",
+    "AWS_SECRET_ACCESS_KEY": "sim2cloud-local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+_CLEARED_AWS_VARIABLES: Final = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE")
+_BUNDLE_MODULE_ROOTS: Final = ("handler", "shared", "sim2cloud", *(f"{name}_logic" for name in FUNCTIONS))
+
+
+class DemoFailed(RuntimeError):
+    """A stage failed; ``stage`` names it and the message says why."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"stage '{stage}' failed: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    meshes: Path
+    out: Path
+    batch_name: str = "demo"
+    frames: int = 320
+    frames_per_shard: int = 160
+    epochs: int = 12
+    imgsz: int = 256
+    batch_size: int = 16
+    render_overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Scene-spec overrides written into batch.yaml's ``render:`` (e.g. ``{"width": 128}``)."""
+    training: Mapping[str, Any] = field(default_factory=dict)
+    """Hyperparameters written into batch.yaml's ``training:`` (they reach the launcher's request)."""
+    aws_endpoint: str | None = None
+    """A fresh moto server to use (and leave running, to inspect afterwards); None starts one for the run."""
+
+
+@dataclass
+class DemoResult:
+    """Everything the summary prints (paths under ``--out``, ids in moto)."""
+
+    bucket: str = LOCAL_BUCKET
+    run: str = ""
+    render_job_ids: list[str] = field(default_factory=list)
+    render_launcher_actions: list[str] = field(default_factory=list)
+    training_job: str = ""
+    dataset_dir: Path | None = None
+    preview: Path | None = None
+    model_dir: Path | None = None
+    model_archive: Path | None = None
+    training_curves: Path | None = None
+    evaluation_json: Path | None = None
+    detections_picture: Path | None = None
+    model_package_arn: str = ""
+    approval_status: str = ""
+    approval_reason: str = ""
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items()}
+
+
+# --------------------------------------------------------------------------------------
+# Stages and output
+# --------------------------------------------------------------------------------------
+class Stages:
+    """One clear line per stage with its time; failures become DemoFailed naming the stage."""
+
+    def __init__(self, total: int, timings: dict[str, float]) -> None:
+        self.total = total
+        self.count = 0
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.count += 1
+        print(f"[{self.count}/{self.total}] {name} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            yield
+        except DemoFailed:
+            raise
+        except Exception as error:
+            raise DemoFailed(name, f"{type(error).__name__}: {error}") from error
+        elapsed = time.perf_counter() - started
+        self.timings[name] = round(elapsed, 2)
+        print(f"[{self.count}/{self.total}] {name}: done in {elapsed:.1f} s", flush=True)
+
+
+def _say(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# AWS on this machine
+# --------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def patched_environ(values: Mapping[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set ``values`` (and drop ``remove``) in os.environ for the block, then restore exactly."""
+    saved = {name: os.environ.get(name) for name in (*values, *remove)}
+    for name in remove:
+        os.environ.pop(name, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def configure_moto(endpoint: str) -> None:
+    """moto runs Batch jobs in Docker unless told otherwise; POST /moto-api/config (moto's documented runtime
+    configuration endpoint) selects its Docker-free Batch, which records jobs without running them."""
+    if not endpoint.startswith(("http://", "https://")):
+        raise ValueError(f"--aws-endpoint {endpoint!r} is not an http(s) URL")
+    request = urllib.request.Request(  # noqa: S310 (scheme checked above: the moto server's URL)
+        f"{endpoint.rstrip('/')}/moto-api/config",
+        data=json.dumps({"batch": {"use_docker": False}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (scheme checked above)
+        response.read()
+
+
+@contextlib.contextmanager
+def moto_server(existing: str | None = None) -> Iterator[str]:
+    """boto3 of this process pointed at a moto server with dummy credentials for the block: ``existing`` (a
+    fresh moto server someone else started, left running) or one started here on a free loopback port and
+    stopped on exit, also on errors."""
+    from moto.server import ThreadedMotoServer
+
+    # One access-log line per request would bury the demo's own lines (every shard file is a request).
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = None
+    if existing is None:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+        server.start()
+    try:
+        if server is not None:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+        else:
+            endpoint = str(existing).rstrip("/")
+        configure_moto(endpoint)
+        with patched_environ({"AWS_ENDPOINT_URL": endpoint, **DUMMY_CREDENTIALS}, _CLEARED_AWS_VARIABLES):
+            yield endpoint
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """What the CDK stacks declare, created in moto (names and ARNs as moto returns them)."""
+
+    bucket: str
+    account: str
+    job_queue_arn: str
+    render_definition_arn: str
+    finalize_definition_arn: str
+    model_package_group: str
+    failure_topic_arn: str
+    training_role_arn: str
+    kms_key_arn: str
+    quiet_queue_arn: str
+
+
+def create_resources(work_dir: Path) -> LocalResources:
+    import boto3
+
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=LOCAL_BUCKET)
+    kms_key_arn = boto3.client("kms").create_key(Description="sim2cloud local data key")["KeyMetadata"]["Arn"]
+    iam = boto3.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    service_role = iam.create_role(RoleName="sim2cloud-local-batch", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    training_role = iam.create_role(RoleName="sim2cloud-local-training", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    batch = boto3.client("batch")
+    environment = batch.create_compute_environment(
+        computeEnvironmentName="sim2cloud-local-gpu", type="UNMANAGED", state="ENABLED", serviceRole=service_role
+    )
+    queue = batch.create_job_queue(
+        jobQueueName=LOCAL_QUEUE,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
+    )
+    # The render stack's job definitions: same environment names; the GL backend instead of Isaac Sim, a local
+    # work dir instead of the instance store, and progress bars on (the cloud passes --no-progress for logs).
+    common = {
+        Env.DATA_BUCKET: LOCAL_BUCKET,
+        Env.ENVIRONMENT: LOCAL_ENVIRONMENT,
+        Env.LOG_LEVEL: "INFO",
+        Env.WORK_DIR: str(work_dir),
+    }
+    definitions = {}
+    for name, command, env in (
+        (RENDER_DEFINITION, ["shard"], {**common, Env.RENDER_BACKEND: "gl"}),
+        (FINALIZE_DEFINITION, ["finalize"], common),
+    ):
+        definitions[name] = batch.register_job_definition(
+            jobDefinitionName=name,
+            type="container",
+            containerProperties={
+                "image": "sim2cloud-local-render:demo",
+                "vcpus": 2,
+                "memory": 4096,
+                "command": command,
+                "environment": [{"name": k, "value": v} for k, v in env.items()],
+            },
+        )["jobDefinitionArn"]
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(
+        ModelPackageGroupName=MODEL_PACKAGE_GROUP,
+        ModelPackageGroupDescription="Sim2Cloud local: YOLO detectors trained on synthetic data",
+    )
+    topic = boto3.client("sns").create_topic(Name=FAILURE_TOPIC)["TopicArn"]
+    quiet_queue = boto3.client("sqs").create_queue(QueueName="sim2cloud-local-quiet-period")["QueueUrl"]
+    quiet_arn = boto3.client("sqs").get_queue_attributes(QueueUrl=quiet_queue, AttributeNames=["QueueArn"])
+    return LocalResources(
+        bucket=LOCAL_BUCKET,
+        account=account,
+        job_queue_arn=queue["jobQueueArn"],
+        render_definition_arn=definitions[RENDER_DEFINITION],
+        finalize_definition_arn=definitions[FINALIZE_DEFINITION],
+        model_package_group=MODEL_PACKAGE_GROUP,
+        failure_topic_arn=topic,
+        training_role_arn=training_role,
+        kms_key_arn=kms_key_arn,
+        quiet_queue_arn=quiet_arn["Attributes"]["QueueArn"],
+    )
+
+
+def function_environments(resources: LocalResources, frames_per_shard: int) -> dict[str, dict[str, str]]:
+    """The environment CDK gives each function (stacks/training_stack.py), with local values; plus
+    ``SIM2CLOUD_FRAMES_PER_SHARD`` (CDK leaves the launcher's default, 50), so a small demo still renders an
+    array job of a few children instead of one process per 50 frames on two cores."""
+    common = {Env.DATA_BUCKET: resources.bucket, Env.ENVIRONMENT: LOCAL_ENVIRONMENT, Env.LOG_LEVEL: "INFO"}
+    return {
+        "render_launcher": {
+            **common,
+            Env.JOB_QUEUE: resources.job_queue_arn,
+            Env.RENDER_JOB_DEFINITION: resources.render_definition_arn,
+            Env.FINALIZE_JOB_DEFINITION: resources.finalize_definition_arn,
+            Env.QUIET_PERIOD_SECONDS: "0",
+            Env.FRAMES_PER_SHARD: str(frames_per_shard),
+        },
+        "training_launcher": {
+            **common,
+            Env.TRAINING_IMAGE_URI: LOCAL_TRAINING_IMAGE,
+            Env.TRAINING_ROLE_ARN: resources.training_role_arn,
+            Env.TRAINING_INSTANCE_TYPE: LOCAL_TRAINING_INSTANCE,
+            Env.TRAINING_USE_SPOT: "true",
+            Env.TRAINING_MAX_RUNTIME_SECONDS: str(6 * 3600),
+            Env.TRAINING_HYPERPARAMETERS: json.dumps(contract.DEFAULT_TRAINING_HYPERPARAMETERS, sort_keys=True),
+            Env.KMS_KEY_ARN: resources.kms_key_arn,
+        },
+        "model_gate": {
+            **common,
+            Env.MODEL_PACKAGE_GROUP: resources.model_package_group,
+            Env.QUALITY_GATE_MAP50: str(LOCAL_QUALITY_GATE_MAP50),
+            Env.MODEL_APPROVAL_MODE: "auto",
+            Env.FAILURE_TOPIC_ARN: resources.failure_topic_arn,
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Lambdas from their bundles
+# --------------------------------------------------------------------------------------
+def _is_bundle_module(name: str) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in _BUNDLE_MODULE_ROOTS)
+
+
+def build_bundle(function: str, out_root: Path) -> Path:
+    """``stacks.constructs.lambda_bundle.build_lambda_bundle`` (loaded by path: ``stacks`` is not installed)."""
+    import importlib.util
+
+    path = REPO_ROOT / "stacks" / "constructs" / "lambda_bundle.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the demo runs from a checkout of the repository")
+    spec = importlib.util.spec_from_file_location("sim2cloud_local_lambda_bundle", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bundle: Path = module.build_lambda_bundle(function, out_root)
+    return bundle
+
+
+def import_handler(bundle: Path) -> ModuleType:
+    """``handler`` from the bundle, imported as Lambda would (bundle root first on sys.path, the bundle's
+    contract-only ``sim2cloud``); this process's own modules are hidden meanwhile and restored after."""
+    saved = {name: module for name, module in sys.modules.items() if _is_bundle_module(name)}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(bundle))
+    try:
+        module = importlib.import_module("handler")
+        if not Path(module.__file__ or "").is_relative_to(bundle):
+            raise ImportError(f"handler came from {module.__file__}, not the bundle {bundle}")
+        return module
+    finally:
+        sys.path.remove(str(bundle))
+        for name in [name for name in sys.modules if _is_bundle_module(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+class LambdaContext:
+    """The attributes of the Lambda context object the handlers read."""
+
+    def __init__(self, function_name: str) -> None:
+        import uuid
+
+        self.function_name = function_name
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:000000000000:function:{function_name}"
+        self.memory_limit_in_mb = 256
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000
+
+
+@dataclass
+class LocalFunction:
+    """One Lambda: its handler module, its environment, and where its log lines (stdout) go."""
+
+    name: str
+    handler: ModuleType
+    environment: dict[str, str]
+    log_path: Path
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            patched_environ(self.environment),
+            self.log_path.open("a", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+        ):
+            result: dict[str, Any] = self.handler.handler(event, LambdaContext(f"sim2cloud-local-{self.name}"))
+        return result
+
+
+# --------------------------------------------------------------------------------------
+# Events for objects
+# --------------------------------------------------------------------------------------
+def bucket_snapshot(s3: Any, bucket: str) -> dict[str, tuple[str, int]]:
+    snapshot: dict[str, tuple[str, int]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            snapshot[item["Key"]] = (str(item["ETag"]).strip('"'), int(item["Size"]))
+    return snapshot
+
+
+def created_events(
+    before: Mapping[str, tuple[str, int]], after: Mapping[str, tuple[str, int]], bucket: str, account: str
+) -> list[dict[str, Any]]:
+    """``Object Created`` for every object new or rewritten between two snapshots, in key order."""
+    return [
+        events.object_created_event(bucket, key, size=size, etag=etag, region=REGION, account=account)
+        for key, (etag, size) in sorted(after.items())
+        if before.get(key) != (etag, size)
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------
+def _mesh_files(meshes: Path) -> list[tuple[str, str, Path]]:
+    """``(class, file name, path)`` for every file of ``meshes/<class>/<file>``."""
+    if not meshes.is_dir():
+        raise FileNotFoundError(f"--meshes {meshes}: not a folder")
+    found = [
+        (path.parent.name, path.name, path)
+        for path in sorted(meshes.glob("*/*"))
+        if path.is_file() and not path.name.startswith(".")
+    ]
+    if not found:
+        raise FileNotFoundError(f"--meshes {meshes}: no files in <class>/<file> layout")
+    return found
+
+
+def batch_yaml(settings: DemoSettings) -> str:
+    import yaml
+
+    config: dict[str, Any] = {"frames": settings.frames}
+    if settings.render_overrides:
+        config["render"] = dict(settings.render_overrides)
+    if settings.training:
+        config[contract.MANIFEST_TRAINING_FIELD] = dict(settings.training)
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _prepare_out(settings: DemoSettings, subdirs: tuple[str, ...]) -> None:
+    out = settings.out.resolve()
+    meshes = settings.meshes.resolve()
+    if meshes == out or meshes.is_relative_to(out):
+        raise ValueError(f"--out {settings.out} contains --meshes {settings.meshes}; pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in subdirs:
+        shutil.rmtree(out / name, ignore_errors=True)  # only the demo's own outputs of an earlier run
+
+
+def _job_env() -> dict[str, str]:
+    """What every job process gets: this environment (moto endpoint, dummy credentials) without the job
+    variables a shell might carry, plus OpenBLAS on one thread (its threads fight llvmpipe's)."""
+    stale = tuple(v for k, v in vars(Env).items() if k.isupper() and isinstance(v, str))
+    env = executor.environment_without(stale)
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env["YOLO_OFFLINE"] = "1"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _outcomes(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list(result.get("outcomes") or [])
+
+
+def run_demo(settings: DemoSettings) -> DemoResult:
+    """Run the whole flow; raises DemoFailed naming the stage that failed."""
+    result = DemoResult()
+    stages = Stages(total=9, timings=result.timings)
+    out = settings.out.resolve()
+    logs = out / "logs"
+    with stages.stage("prepare"):
+        contract.check_id(settings.batch_name, "batch name")
+        files = _mesh_files(settings.meshes)
+        _prepare_out(settings, ("work", "logs", "dataset", "training", "model", "evaluation", "summary.json"))
+        _say(f"{len(files)} files of {len({c for c, _, _ in files})} classes in {settings.meshes}")
+    with contextlib.ExitStack() as cleanup:
+        # Entered inside the stage, so a server that cannot start fails as that stage; stopped on any exit.
+        with stages.stage("local AWS (moto server) + the stacks' resources"):
+            endpoint = cleanup.enter_context(moto_server(settings.aws_endpoint))
+            bundle_root = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sim2cloud-bundles-"))
+            import boto3
+
+            s3 = boto3.client("s3")
+            resources = create_resources(out / "work")
+            env_by_function = function_environments(resources, settings.frames_per_shard)
+            functions = {
+                name: LocalFunction(
+                    name,
+                    import_handler(build_bundle(name, Path(bundle_root))),
+                    env_by_function[name],
+                    logs / f"lambda-{name}.log",
+                )
+                for name in FUNCTIONS
+            }
+            _say(f"moto at {endpoint}; bucket s3://{resources.bucket}; queue {resources.job_queue_arn}")
+            _say(f"Lambda bundles from stacks/constructs/lambda_bundle.py; their logs in {logs}")
+        delivered: dict[str, list[dict[str, Any]]] = {name: [] for name in FUNCTIONS}
+        quiet_queue: list[dict[str, Any]] = []
+
+        def deliver(function: str) -> Callable[[dict[str, Any]], Any]:
+            def target(event: dict[str, Any]) -> Any:
+                response = functions[function].invoke(event)
+                delivered[function].append(response)
+                return response
+
+            return target
+
+        rules = [
+            events.Rule("MeshCreated", contract.mesh_created_pattern(resources.bucket), quiet_queue.append),
+            events.Rule(
+                "BatchConfigCreated",
+                contract.batch_config_created_pattern(resources.bucket),
+                deliver("render_launcher"),
+            ),
+            events.Rule(
+                "DatasetManifestCreated",
+                contract.dataset_manifest_created_pattern(resources.bucket),
+                deliver("training_launcher"),
+            ),
+            events.Rule("TrainingStateChange", contract.training_state_change_pattern(), deliver("model_gate")),
+        ]
+
+        def route(batch_of_events: list[dict[str, Any]]) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for event in batch_of_events:
+                for rule in events.matching_rules(rules, event):
+                    counts[rule.name] = counts.get(rule.name, 0) + 1
+                    rule.target(event)
+            return counts
+
+        with stages.stage("upload meshes -> render launcher"):
+            before = bucket_snapshot(s3, resources.bucket)
+            for class_name, filename, path in files:
+                s3.upload_file(
+                    str(path), resources.bucket, contract.mesh_key(settings.batch_name, class_name, filename)
+                )
+            s3.put_object(
+                Bucket=resources.bucket,
+                Key=contract.batch_config_key(settings.batch_name),
+                Body=batch_yaml(settings).encode(),
+            )
+            uploaded = created_events(
+                before, bucket_snapshot(s3, resources.bucket), resources.bucket, resources.account
+            )
+            counts = route(uploaded)
+            _say(f"{len(uploaded)} Object Created events; rules matched: {counts}")
+            # The quiet-period queue delivers after the uploads (delay 0 locally), in SQS batches of 10.
+            for start in range(0, len(quiet_queue), 10):
+                invocation = events.sqs_invocation(
+                    quiet_queue[start : start + 10], queue_arn=resources.quiet_queue_arn, region=REGION
+                )
+                response = deliver("render_launcher")(invocation)
+                if response.get("batchItemFailures"):
+                    raise RuntimeError(f"render launcher failed SQS records: {response['batchItemFailures']}")
+            actions = [o.get("action") for r in delivered["render_launcher"] for o in _outcomes(r)]
+            submitted = [
+                o for r in delivered["render_launcher"] for o in _outcomes(r) if o.get("action") == "submitted"
+            ]
+            result.render_launcher_actions = [str(a) for a in actions]
+            _say(f"render launcher outcomes: {', '.join(result.render_launcher_actions)}")
+            for key in sorted(bucket_snapshot(s3, resources.bucket)):
+                if key.startswith(contract.QUARANTINE_PREFIX):
+                    reason = json.loads(s3.get_object(Bucket=resources.bucket, Key=key)["Body"].read())
+                    _say(f"rejected {reason.get('key')}: {reason.get('reason')} (s3://{resources.bucket}/{key})")
+            if len(submitted) != 1:
+                raise RuntimeError(f"expected one submission, got {len(submitted)} (outcomes {actions})")
+            result.run = str(submitted[0]["run"])
+            _say(
+                f"run {result.run}: render job {submitted[0]['render_job_id']}, finalize job "
+                f"{submitted[0]['finalize_job_id']}"
+            )
+
+        batch = boto3.client("batch")
+        with stages.stage("render (Batch array job + finalize, GL backend)"):
+            before = bucket_snapshot(s3, resources.bucket)
+            launched_ids = {str(submitted[0]["render_job_id"]), str(submitted[0]["finalize_job_id"])}
+            queued = executor.submitted_batch_jobs(batch, resources.job_queue_arn)
+            jobs = executor.dependency_order([job for job in queued if job.job_id in launched_ids])
+            result.render_job_ids = [job.job_id for job in jobs]
+            for job in jobs:
+                shards = f"array of {job.array_size}" if job.array_size else "single job"
+                _say(f"{job.name} ({job.definition}, {shards}, dependsOn {list(job.depends_on) or 'nothing'})")
+                done = executor.run_batch_job(job, _job_env(), logs)
+                _say(f"{job.name}: {len(done.statuses)} process(es) exited 0 in {done.seconds:.1f} s")
+            written = created_events(before, bucket_snapshot(s3, resources.bucket), resources.bucket, resources.account)
+
+        with stages.stage("dataset manifest -> training launcher"):
+            counts = route(written)
+            _say(f"{len(written)} Object Created events from the jobs; rules matched: {counts}")
+            launched = [o for r in delivered["training_launcher"] for o in _outcomes(r)]
+            created = [o for o in launched if o.get("training_job_name")]
+            if not created:
+                raise RuntimeError(f"the training launcher created no job (outcomes {launched})")
+            result.training_job = str(created[0]["training_job_name"])
+            _say(f"training job {result.training_job}: outcome {created[0].get('action')}")
+            result.dataset_dir = out / "dataset"
+            executor._download_prefix(
+                s3, f"s3://{resources.bucket}/{contract.dataset_prefix(result.run)}", result.dataset_dir
+            )
+            manifest = json.loads((result.dataset_dir / contract.DATASET_MANIFEST_NAME).read_text())
+            preview = manifest.get("preview")
+            result.preview = result.dataset_dir / preview if preview else None
+            _say(f"dataset {result.dataset_dir}: {manifest.get('counts', {})}")
+
+        sagemaker = boto3.client("sagemaker")
+        with stages.stage("training (SageMaker job as a local process)"):
+            overrides = {
+                "epochs": str(settings.epochs),
+                "imgsz": str(settings.imgsz),
+                "batch": str(settings.batch_size),
+            }
+            request_hp = sagemaker.describe_training_job(TrainingJobName=result.training_job)["HyperParameters"]
+            changed = [f"{k} {request_hp.get(k)} -> {v}" for k, v in overrides.items() if request_hp.get(k) != v]
+            if changed:
+                _say("demo overrides applied to the launcher's request for speed: " + ", ".join(changed))
+            outcome = executor.run_training_job(
+                sagemaker,
+                s3,
+                result.training_job,
+                out / "training" / "opt-ml",
+                _job_env(),
+                logs,
+                hyperparameter_overrides=overrides,
+            )
+            result.model_dir = Path(outcome.paths.model_dir)
+            curves = Path(outcome.paths.output_dir) / "data" / "training_curves.png"
+            result.training_curves = curves if curves.is_file() else None
+            _say(
+                f"training job {outcome.status} in {outcome.seconds:.1f} s"
+                + (f": {outcome.failure_reason}" if outcome.failure_reason else f"; artifact {outcome.model_artifact}")
+            )
+
+        with stages.stage("state-change event -> model gate"):
+            description = sagemaker.describe_training_job(TrainingJobName=result.training_job)
+            state_event = events.training_state_change_event(
+                description,
+                status=outcome.status,
+                region=REGION,
+                account=resources.account,
+                model_artifact=outcome.model_artifact,
+                failure_reason=outcome.failure_reason,
+            )
+            counts = route([state_event])
+            gate = [r for r in delivered["model_gate"]]
+            _say(f"rules matched: {counts}; gate outcome: {gate[-1] if gate else None}")
+            if outcome.status != "Completed":
+                raise RuntimeError(
+                    f"training job {result.training_job} failed (the gate sent it to the failure topic): "
+                    f"{outcome.failure_reason}"
+                )
+            if not gate or not gate[-1].get("model_package_arn"):
+                raise RuntimeError(f"the model gate registered no package (outcome {gate[-1] if gate else None})")
+            result.model_package_arn = str(gate[-1]["model_package_arn"])
+            package = sagemaker.describe_model_package(ModelPackageName=result.model_package_arn)
+            result.approval_status = str(package.get("ModelApprovalStatus", ""))
+            result.approval_reason = str(package.get("ApprovalDescription", ""))
+            _say(f"model package {result.model_package_arn}")
+            _say(f"approval: {result.approval_status} ({result.approval_reason})")
+            artifact = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+            result.model_archive = out / "model" / contract.MODEL_ARCHIVE_NAME
+            result.model_archive.parent.mkdir(parents=True, exist_ok=True)
+            bucket_name, key = executor.split_s3_uri(artifact)
+            s3.download_file(bucket_name, key, str(result.model_archive))
+
+        with stages.stage("serve the registered model + evaluate through the endpoint"):
+            evaluation_dir = out / "evaluation"
+            _serve_and_evaluate(result, evaluation_dir, logs)
+    with stages.stage("summary"):
+        summary = out / "summary.json"
+        summary.write_text(json.dumps(result.as_dict(), indent=2, default=str))
+        print_summary(result, summary)
+    return result
+
+
+def _wait_for_ping(url: str, process: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sim2cloud serve exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback server we started)
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def _serve_and_evaluate(result: DemoResult, evaluation_dir: Path, logs: Path) -> None:
+    import subprocess
+
+    assert result.model_archive is not None and result.dataset_dir is not None
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = _job_env()
+    serve_log = logs / "serve.log"
+    serve_log.parent.mkdir(parents=True, exist_ok=True)
+    with serve_log.open("w", encoding="utf-8") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sim2cloud.cli",
+                "serve",
+                "--model",
+                str(result.model_archive),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for_ping(endpoint + contract.PING_PATH, server, timeout=120)
+            _say(f"sim2cloud serve answers {endpoint}{contract.PING_PATH} (log {serve_log})")
+            status = executor.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "sim2cloud.cli",
+                    "evaluate",
+                    "--model",
+                    str(result.model_archive),
+                    "--data",
+                    str(result.dataset_dir),
+                    "--endpoint",
+                    endpoint,
+                    "--out",
+                    str(evaluation_dir),
+                ],
+                env,
+                logs / "evaluate.log",
+            )
+            if status != 0:
+                raise RuntimeError(f"sim2cloud evaluate exited with {status} (log {logs / 'evaluate.log'})")
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    result.evaluation_json = evaluation_dir / "evaluation.json"
+    result.evaluation = json.loads(result.evaluation_json.read_text())
+    picture = result.evaluation.get("picture")
+    result.detections_picture = Path(picture) if picture else None
+    overall = {k: v for k, v in result.evaluation.items() if k.lower().startswith("map")}
+    _say(f"evaluation through the endpoint on the val split: {overall}")
+
+
+def print_summary(result: DemoResult, summary_path: Path) -> None:
+    rows = [
+        ("run", result.run),
+        ("dataset", result.dataset_dir),
+        ("preview", result.preview),
+        ("model dir", result.model_dir),
+        ("model archive", result.model_archive),
+        ("training curves", result.training_curves),
+        ("evaluation", result.evaluation_json),
+        ("detections", result.detections_picture),
+        ("model package", result.model_package_arn),
+        ("approval", f"{result.approval_status} ({result.approval_reason})"),
+        ("summary", summary_path),
+    ]
+    mAP = {k: v for k, v in result.evaluation.items() if k.lower().startswith("map")}
+    if mAP:
+        rows.insert(8, ("mAP (val, endpoint)", ", ".join(f"{k} {float(v):.3f}" for k, v in mAP.items())))
+    total = sum(result.timings.values())
+    print(f"\nSim-to-Cloud demo finished in {total:.0f} s", flush=True)
+    for label, value in rows:
+        print(f"  {label + ':':<22}{value}", flush=True)
+    print("  timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), flush=True)

@@ -1,0 +1,185 @@
+"""``sim2cloud demo`` end to end on a moto server this test starts (so it can read moto's state afterwards):
+the sample meshes become Batch jobs, shards, a dataset, a training job, a model archive, a registered model
+package and an evaluation through a served endpoint. Tiny settings: 24 frames of 128 px, imgsz 64, 1 epoch."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from sim2cloud import contract
+from sim2cloud.cli import main
+from sim2cloud.contract import Env
+from sim2cloud.local import runner
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MESHES = REPO_ROOT / "samples" / "meshes"
+BATCH = "pipeline-test"
+FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from moto.server import ThreadedMotoServer
+
+    out = tmp_path_factory.mktemp("demo")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    argv = [
+        "demo",
+        "--meshes", str(MESHES),
+        "--out", str(out),
+        "--batch-name", BATCH,
+        "--frames", str(FRAMES),
+        "--frames-per-shard", "12",
+        "--epochs", "1",
+        "--imgsz", "64",
+        "--batch", "8",
+        "--set", "width=128",
+        "--set", "height=128",
+        "--hp", "patience=5",
+        "--aws-endpoint", endpoint,
+    ]  # fmt: skip
+    try:
+        status = main(argv)
+        assert status == 0, "sim2cloud demo failed: its output above names the stage and the reason"
+        summary = json.loads((out / "summary.json").read_text())
+        # Read moto's state with the demo's (dummy) credentials while the server still runs.
+        with runner.patched_environ({"AWS_ENDPOINT_URL": endpoint, **runner.DUMMY_CREDENTIALS}):
+            yield {"status": status, "out": out, "summary": summary, "clients": Clients()}
+    finally:
+        server.stop()
+
+
+class Clients:
+    def __init__(self) -> None:
+        self.s3 = boto3.client("s3")
+        self.batch = boto3.client("batch")
+        self.sagemaker = boto3.client("sagemaker")
+
+    def body(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=runner.LOCAL_BUCKET, Key=key)["Body"].read())
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=runner.LOCAL_BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def test_the_demo_succeeds_and_its_summary_paths_exist(demo: dict[str, Any]) -> None:
+    assert demo["status"] == 0
+    summary = demo["summary"]
+    for name in ("dataset_dir", "preview", "model_dir", "model_archive", "training_curves", "evaluation_json"):
+        assert summary[name] and Path(summary[name]).exists(), name
+    assert Path(summary["detections_picture"]).is_file()
+    assert Path(summary["dataset_dir"], contract.DATA_YAML_NAME).is_file()
+    for split in contract.SPLITS:
+        assert list(Path(summary["dataset_dir"], contract.IMAGES_DIR, split).iterdir())
+    assert 0.0 <= summary["evaluation"]["mAP50"] <= 1.0
+    # batch.yaml submits at once; the quiet-period records then find the run already submitted.
+    assert summary["render_launcher_actions"][0] == "submitted"
+    assert set(summary["render_launcher_actions"][1:]) == {"duplicate"}
+
+
+def test_one_array_render_job_and_a_finalize_job_that_waits_for_it(demo: dict[str, Any]) -> None:
+    from sim2cloud.local.executor import submitted_batch_jobs
+
+    clients, run = demo["clients"], demo["summary"]["run"]
+    jobs = {job.definition: job for job in submitted_batch_jobs(clients.batch, runner.LOCAL_QUEUE)}
+    assert set(jobs) == {runner.RENDER_DEFINITION, runner.FINALIZE_DEFINITION}
+    render, finalize = jobs[runner.RENDER_DEFINITION], jobs[runner.FINALIZE_DEFINITION]
+    assert render.array_size == 2
+    assert finalize.depends_on == (render.job_id,)
+    assert render.environment[Env.RUN_ID] == finalize.environment[Env.RUN_ID] == run
+    assert render.environment[Env.BATCH_ID] == BATCH
+    assert render.environment[Env.FRAMES] == str(FRAMES)
+    assert render.environment[Env.SHARD_COUNT] == "2"
+    assert render.environment[Env.RENDER_BACKEND] == "gl"
+    assert render.environment[Env.DATA_BUCKET] == runner.LOCAL_BUCKET
+
+
+def test_every_shard_is_complete_and_the_dataset_manifest_is_there(demo: dict[str, Any]) -> None:
+    clients, run = demo["clients"], demo["summary"]["run"]
+    for shard in range(2):
+        marker = json.loads(clients.body(contract.shard_marker_key(run, shard)))
+        assert marker["uploaded_files"]
+    manifest = json.loads(clients.body(contract.dataset_manifest_key(run)))
+    assert manifest["class_names"] == sorted(p.name for p in MESHES.iterdir() if p.is_dir())
+    assert sum(manifest["counts"][split]["images"] for split in contract.SPLITS) == FRAMES
+    assert manifest["run"] == run
+    assert manifest[contract.MANIFEST_TRAINING_FIELD] == {"patience": 5}  # batch.yaml's training: section
+
+
+def test_the_training_job_request_is_the_launchers(demo: dict[str, Any]) -> None:
+    clients, summary = demo["clients"], demo["summary"]
+    job = clients.sagemaker.describe_training_job(TrainingJobName=summary["training_job"])
+    # The environment's defaults overlaid by batch.yaml's training: section (carried by the shards and the
+    # manifest); the demo's speed overrides apply to the local run only, not to the request.
+    assert job["HyperParameters"] == {**contract.DEFAULT_TRAINING_HYPERPARAMETERS, "patience": "5"}
+    [channel] = job["InputDataConfig"]
+    assert channel["ChannelName"] == contract.DATASET_CHANNEL
+    expected = f"s3://{runner.LOCAL_BUCKET}/{contract.dataset_prefix(summary['run'])}"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == expected
+    assert (
+        job["OutputDataConfig"]["S3OutputPath"] == f"s3://{runner.LOCAL_BUCKET}/{contract.model_prefix(summary['run'])}"
+    )
+    hyperparameters = json.loads(
+        Path(summary["model_dir"]).parent.joinpath("input/config/hyperparameters.json").read_text()
+    )
+    assert hyperparameters == {
+        **contract.DEFAULT_TRAINING_HYPERPARAMETERS,
+        "patience": "5",
+        "epochs": "1",
+        "imgsz": "64",
+        "batch": "8",
+    }
+
+
+def test_model_archive_where_sagemaker_puts_it(demo: dict[str, Any]) -> None:
+    clients, summary = demo["clients"], demo["summary"]
+    key = contract.model_prefix(summary["run"]) + f"{summary['training_job']}/output/{contract.MODEL_ARCHIVE_NAME}"
+    with tarfile.open(fileobj=io.BytesIO(clients.body(key)), mode="r:gz") as tar:
+        names = set(tar.getnames())
+        assert {contract.MODEL_ONNX_NAME, contract.MODEL_PT_NAME, contract.MODEL_JSON_NAME} <= names
+        member = tar.extractfile(contract.MODEL_JSON_NAME)
+        assert member is not None
+        card = json.load(member)
+    assert card["training_job"] == summary["training_job"]
+    assert card["imgsz"] == 64 and card["epochs_trained"] == 1
+    assert card["lineage"]["dataset_run"] == summary["run"]
+    assert set(contract.METRIC_NAMES) - {"epoch"} <= set(card[contract.MODEL_JSON_METRICS_FIELD])
+
+
+def test_the_gate_registered_a_package_with_metrics_and_a_verdict(demo: dict[str, Any]) -> None:
+    clients, summary = demo["clients"], demo["summary"]
+    packages = clients.sagemaker.list_model_packages(ModelPackageGroupName=runner.MODEL_PACKAGE_GROUP)
+    [listed] = packages["ModelPackageSummaryList"]
+    assert listed["ModelPackageArn"] == summary["model_package_arn"]
+    package = clients.sagemaker.describe_model_package(ModelPackageName=summary["model_package_arn"])
+    assert package["ModelApprovalStatus"] == summary["approval_status"]
+    assert package["ModelApprovalStatus"] in ("Approved", "PendingManualApproval")
+    assert package["ApprovalDescription"] == summary["approval_reason"] != ""
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata[contract.TRAINING_JOB_METADATA_KEY] == summary["training_job"]
+    assert "mAP50" in json.dumps(metadata)
+    metrics_key = contract.run_model_metrics_key(summary["run"], summary["training_job"])
+    assert "mAP50" in json.loads(clients.body(metrics_key))["metrics"]
+
+
+def test_the_uploaded_meshes_are_unchanged(demo: dict[str, Any]) -> None:
+    clients = demo["clients"]
+    local = {f"{p.parent.name}/{p.name}": p.read_bytes() for p in MESHES.glob("*/*") if p.is_file()}
+    prefix = contract.mesh_batch_prefix(BATCH)
+    stored = {key[len(prefix) :]: clients.body(key) for key in clients.keys(prefix) if not key.endswith("batch.yaml")}
+    assert stored == local
+    assert all(p.is_file() for p in MESHES.glob("*/*"))
