@@ -360,23 +360,35 @@ def build_bundle(function: str, out_root: Path) -> Path:
     return bundle
 
 
-def import_handler(bundle: Path) -> ModuleType:
-    """``handler`` from the bundle, imported as Lambda would (bundle root first on sys.path, the bundle's
-    contract-only ``sim2cloud``); this process's own modules are hidden meanwhile and restored after."""
+def import_from_bundle(bundle: Path, *names: str) -> list[ModuleType]:
+    """Modules from a Lambda bundle, imported as Lambda would (bundle root first on sys.path, the bundle's
+    contract-only ``sim2cloud``), fresh on every call. This process's own modules of those names (and any
+    earlier bundle's) are hidden meanwhile and restored after; the returned modules keep what they imported."""
     saved = {name: module for name, module in sys.modules.items() if _is_bundle_module(name)}
     for name in saved:
         del sys.modules[name]
     sys.path.insert(0, str(bundle))
     try:
-        module = importlib.import_module("handler")
-        if not Path(module.__file__ or "").is_relative_to(bundle):
-            raise ImportError(f"handler came from {module.__file__}, not the bundle {bundle}")
-        return module
+        modules = [importlib.import_module(name) for name in names]
+        contract_module = sys.modules.get("sim2cloud")
+        if contract_module is not None and not Path(contract_module.__file__ or "").is_relative_to(bundle):
+            raise ImportError(f"sim2cloud came from {contract_module.__file__}, not the bundle {bundle}")
+        for module in modules:
+            if not Path(module.__file__ or "").is_relative_to(bundle):
+                raise ImportError(f"{module.__name__} came from {module.__file__}, not the bundle {bundle}")
+        return modules
     finally:
         sys.path.remove(str(bundle))
         for name in [name for name in sys.modules if _is_bundle_module(name)]:
             del sys.modules[name]
         sys.modules.update(saved)
+
+
+def import_handler(bundle: Path) -> ModuleType:
+    """The bundle's ``handler`` module, its logic module reachable as ``handler.logic``."""
+    handler, logic = import_from_bundle(bundle, "handler", f"{bundle.name}_logic")
+    handler.logic = logic  # type: ignore[attr-defined]
+    return handler
 
 
 class LambdaContext:

@@ -1,9 +1,9 @@
 """Builders shared by the Lambda tests: real-shaped events, uploads, model archives, bundle import.
 
 Each test imports its handler from the folder ``stacks/constructs/lambda_bundle.build_lambda_bundle``
-stages (the Lambda's own modules, ``shared/`` and the contract), so a handler importing anything the
-bundle lacks fails here. The repository's ``sim2cloud`` is hidden while the bundle is imported and
-restored afterwards.
+stages (the Lambda's own modules, ``shared/`` and the contract), with the same loader the local pipeline
+uses (``sim2cloud.local.runner.import_from_bundle``), so a handler importing anything the bundle lacks
+fails here.
 """
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ import importlib
 import importlib.util
 import io
 import json
-import sys
 import tarfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus
 
+from sim2cloud.local.runner import FUNCTIONS, LambdaContext, import_from_bundle, import_handler
+
+__all__ = ["FUNCTIONS", "LambdaContext", "import_from_bundle", "import_handler"]  # the Lambda tests import these
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FUNCTIONS = ("render_launcher", "training_launcher", "model_gate")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "sim2cloud-test-data"
-_BUNDLE_MODULE_ROOTS = ("handler", "shared", "sim2cloud", *(f"{name}_logic" for name in FUNCTIONS))
 
 
 def bundle_builder() -> Any:
@@ -37,49 +37,6 @@ def bundle_builder() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.build_lambda_bundle
-
-
-def _is_bundle_module(name: str) -> bool:
-    return any(name == root or name.startswith(root + ".") for root in _BUNDLE_MODULE_ROOTS)
-
-
-def import_from_bundle(bundle: Path, *names: str) -> list[ModuleType]:
-    """Import modules from ``bundle`` as Lambda would (bundle root first on sys.path), fresh each call.
-
-    The repository's own ``sim2cloud`` (and any earlier bundle's modules) are hidden meanwhile and put
-    back afterwards; the returned modules keep working, holding references to what they imported.
-    """
-    saved = {name: module for name, module in sys.modules.items() if _is_bundle_module(name)}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, str(bundle))
-    try:
-        modules = [importlib.import_module(name) for name in names]
-        if "sim2cloud" in sys.modules:
-            assert Path(sys.modules["sim2cloud"].__file__ or "").parent == bundle / "sim2cloud"
-        for module in modules:
-            assert Path(module.__file__ or "").is_relative_to(bundle)
-        return modules
-    finally:
-        sys.path.remove(str(bundle))
-        for name in [name for name in sys.modules if _is_bundle_module(name)]:
-            del sys.modules[name]
-        sys.modules.update(saved)
-
-
-def import_handler(bundle: Path) -> ModuleType:
-    """The bundle's ``handler`` module, with its logic module reachable as ``handler.logic``."""
-    handler, logic = import_from_bundle(bundle, "handler", f"{bundle.name}_logic")
-    handler.logic = logic  # type: ignore[attr-defined]
-    return handler
-
-
-class LambdaContext:
-    """The attributes of the Lambda context object the handlers read."""
-
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.aws_request_id = str(uuid.uuid4())
 
 
 # --------------------------------------------------------------------------------------
