@@ -76,6 +76,9 @@ def decode_image(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             rgb = image.convert("RGB")
+    except Image.UnidentifiedImageError as error:
+        # PIL's message names an in-memory buffer object; say what the client can act on.
+        raise ImageDecodeError(f"not a decodable image ({len(data)} bytes in no known image format)") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"not a decodable image: {error}") from error
     return np.asarray(rgb)
