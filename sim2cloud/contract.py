@@ -14,6 +14,7 @@ What lives here:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -285,6 +286,14 @@ TRAINING_TERMINAL_STATUSES: Final = ("Completed", "Failed", "Stopped")
 DEFAULT_TRAINING_HYPERPARAMETERS: Final = {"model": "yolov8n.yaml", "epochs": "50", "imgsz": "640", "batch": "16"}
 """What every environment gives the training launcher (``SIM2CLOUD_TRAINING_HYPERPARAMETERS``); a dataset's
 manifest ``training`` section overrides it. SageMaker passes hyperparameters as strings."""
+
+
+def hyperparameter_string(value: Any) -> str:
+    """A hyperparameter as SageMaker carries it: strings as they are, anything else JSON-encoded (30 -> "30",
+    false -> "false"). The launcher sends this; batch.yaml's ``training:`` is validated on the same strings."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 TRAINING_RUN_TAG: Final = "sim2cloud:run"
 """Tag on every training job (and model package) naming the dataset run it trained on."""
 TRAINING_JOB_METADATA_KEY: Final = "sim2cloud:training-job"

@@ -120,15 +120,11 @@ def training_job_name(run: str) -> str:
     )
 
 
-def hyperparameter_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def merged_hyperparameters(defaults: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, str]:
     section = manifest.get(MANIFEST_TRAINING_SECTION) or {}
     if not isinstance(section, Mapping):
         raise ManifestError(f"manifest field {MANIFEST_TRAINING_SECTION!r} must be an object")
-    return {str(key): hyperparameter_value(value) for key, value in {**defaults, **section}.items()}
+    return {str(key): contract.hyperparameter_string(value) for key, value in {**defaults, **section}.items()}
 
 
 def volume_kms_allowed(instance_type: str) -> bool:

@@ -60,6 +60,8 @@ def test_batch_yaml_overrides(sample_batch: Path, tmp_path: Path) -> None:
         ("frames: 0\n", "frames must be a positive integer"),
         ("render:\n  frames: 5\n", "top level"),
         ("training: [epochs, 5]\n", "training must map hyperparameter names to values"),
+        ("training:\n  epochs: 0\n", "epochs"),
+        ("training:\n  epocs: 30\n", "epocs"),
     ],
 )
 def test_bad_batch_yaml_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
