@@ -18,7 +18,6 @@ import argparse
 import importlib.util
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,15 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sim2cloud import contract  # noqa: E402
+from sim2cloud.local.runner import free_port  # noqa: E402
 
 IMGSZ = 640
 TRAIN_IMAGES = 16
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_images(directory: Path, count: int) -> list[bytes]:
@@ -180,7 +174,7 @@ def main() -> None:
         bare_default_pass(images[:3])  # warm-up: first runs allocate and pick kernels
         bare_matched_pass(images[:3])
 
-        port, base_port = _free_port(), _free_port()
+        port, base_port = free_port(), free_port()
         serve = [sys.executable, "-m", "sim2cloud.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1"]
         serve += ["--port", str(port)]
         if args.workers:

@@ -156,7 +156,8 @@ def _say(text: str) -> None:
 # --------------------------------------------------------------------------------------
 # AWS on this machine
 # --------------------------------------------------------------------------------------
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for a server this process starts)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -205,7 +206,7 @@ def moto_server(existing: str | None = None) -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = None
     if existing is None:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         server.start()
     try:
         if server is not None:
@@ -730,7 +731,7 @@ def _serve_and_evaluate(result: DemoResult, evaluation_dir: Path, logs: Path) ->
     import subprocess
 
     assert result.model_archive is not None and result.dataset_dir is not None
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = _job_env()
     serve_log = logs / "serve.log"

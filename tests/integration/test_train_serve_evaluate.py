@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -28,6 +27,7 @@ import pytest
 from PIL import Image
 
 from sim2cloud import contract
+from sim2cloud.local.runner import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -191,12 +191,6 @@ def test_onnx_detections_match_pytorch(trained: TrainedRun) -> None:
     assert compared >= 4
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _request(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(
         url, data=data, headers=headers or {}, method="POST" if data is not None else "GET"
@@ -210,7 +204,7 @@ def _request(url: str, data: bytes | None = None, headers: dict[str, str] | None
 
 class Server:
     def __init__(self, model: Path, max_body: int | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         extra = {contract.Env.SERVING_MAX_BODY_BYTES: str(max_body)} if max_body else {}
         self.process = subprocess.Popen(
