@@ -7,8 +7,9 @@ batch.yaml (every key optional; unknown keys are an error naming the key)::
       misc/thermos.glb: bottle
     triangle_budget: 50000   # triangles kept per mesh after decimation (mesh.DEFAULT_TRIANGLE_BUDGET)
     max_triangles: 1000000   # refuse files above this (default: 20 x triangle_budget)
-    up_axis: auto            # auto (per-format default, see isaac_jobs/mesh.py) | y | z, for every file
-    scale: 1.0               # multiplies every position (0.001 for millimetre CAD files)
+    up_axis: auto            # auto (per-format default; a USD file's own upAxis) | y | z, for every file
+    scale: 1.0               # multiplies every position (0.001 for millimetre CAD files; USD: x metersPerUnit)
+    usd_labels: false        # true: a USD file's own class label (UsdSemantics) names its class, not its folder
     frames: 400              # total frames of the run; the render launcher sizes the Batch array job from it
     render: {width: 800}     # other scene-spec overrides, passed through to isaac_jobs.spec
     training: {epochs: 30}   # this dataset's hyperparameters: copied into manifest.json, they win in the training job
@@ -36,6 +37,7 @@ BATCH_KEYS: Final = (
     "max_triangles",
     "up_axis",
     "scale",
+    "usd_labels",
     "frames",
     "render",
     contract.MANIFEST_TRAINING_FIELD,
@@ -67,6 +69,8 @@ class BatchPlan:
     scale: float = 1.0
     config: dict[str, Any] = field(default_factory=dict)
     """batch.yaml as read ({} without one), for the manifest."""
+    usd_labels: bool = False
+    """Whether USD files are classed by their own semantic label (batch.yaml ``usd_labels``)."""
 
 
 def read_batch_config(batch_dir: Path) -> dict[str, Any]:
@@ -106,6 +110,8 @@ def read_batch_config(batch_dir: Path) -> dict[str, Any]:
         raise BatchConfigError(path, f"scale must be a positive number, not {scale!r}")
     if not isinstance(config.get("render", {}) or {}, Mapping):
         raise BatchConfigError(path, "render must be a mapping of scene-spec settings")
+    if not isinstance(config.get("usd_labels", False), bool):
+        raise BatchConfigError(path, f"usd_labels must be true or false, not {config['usd_labels']!r}")
     frames = config.get("frames")
     if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or frames < 1):
         raise BatchConfigError(path, f"frames must be a positive integer, not {frames!r}")
@@ -156,6 +162,12 @@ def discover_batch(batch_dir: Path) -> BatchPlan:
             continue
         folder = relative.parts[0]
         class_name = classes.get(relative.as_posix(), classes.get(folder, folder))
+        if config.get("usd_labels") and suffix in contract.USD_MESH_EXTENSIONS and relative.as_posix() not in classes:
+            try:
+                class_name = _usd_class_label(path) or class_name
+            except MeshError as exc:
+                errors.append(exc)
+                continue
         try:
             contract.check_id(class_name, "class name")
         except ValueError as exc:
@@ -176,7 +188,19 @@ def discover_batch(batch_dir: Path) -> BatchPlan:
         max_triangles=config.get("max_triangles"),
         scale=float(config.get("scale", 1.0)),
         config=config,
+        usd_labels=bool(config.get("usd_labels", False)),
     )
+
+
+def _usd_class_label(path: Path) -> str | None:
+    """The file's own class label (the first, when it carries several); None when it has none."""
+    from isaac_jobs.usd_import import UsdReadError, read_class_labels
+
+    try:
+        labels = read_class_labels(path)
+    except UsdReadError as exc:
+        raise MeshError(path, str(exc)) from exc
+    return labels[0] if labels else None
 
 
 def load_batch(plan: BatchPlan, *, progress: bool = True) -> tuple[list[Mesh], list[MeshError]]:

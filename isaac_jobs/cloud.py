@@ -3,7 +3,9 @@
 Same code as ``sim2cloud render`` / ``sim2cloud finalize``, with S3 in place of local folders:
 
 * ``shard``: downloads ``meshes/<batch>/`` (and the optional render config object) into a work folder,
-  renders shard ``k`` of ``N`` with :func:`isaac_jobs.shards.render_shard`, and uploads it under
+  takes the batch's USD assets from ``assets/<batch>/`` (or prepares and uploads them there, once per batch:
+  :func:`ensure_assets`), renders shard ``k`` of ``N`` with :func:`isaac_jobs.shards.render_prepared`, and
+  uploads it under
   ``renders/<run>/shard-<k>/`` with the marker object (:func:`sim2cloud.contract.shard_marker_key`)
   LAST, so a shard on S3 is complete or absent. ``k`` is ``AWS_BATCH_JOB_ARRAY_INDEX`` (0 when the
   job is not an array job). A shard whose marker already exists is left alone (Batch retries are no-ops).
@@ -38,6 +40,8 @@ from sim2cloud.contract import Env
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from isaac_jobs.prepare import PreparedBatch
 
 log = logging.getLogger(__name__)
 
@@ -259,8 +263,8 @@ def upload_tree(
     """
     from tqdm import tqdm
 
-    if not prefix.startswith((contract.RENDERS_PREFIX, contract.DATASETS_PREFIX)):
-        raise ValueError(f"refusing to write outside renders/ or datasets/: {prefix!r}")
+    if not prefix.startswith((contract.RENDERS_PREFIX, contract.DATASETS_PREFIX, contract.ASSETS_PREFIX)):
+        raise ValueError(f"refusing to write outside renders/, datasets/ or assets/: {prefix!r}")
     files = sorted(p for p in source.rglob("*") if p.is_file())
     relative = [p.relative_to(source).as_posix() for p in files]
     if last not in relative:
@@ -285,7 +289,7 @@ def upload_tree(
 # --------------------------------------------------------------------------------------
 def run_shard_job(settings: ShardSettings, *, s3: S3Client | None = None, progress: bool = True) -> str:
     """Render and upload one shard; return its marker key. A shard already complete on S3 is left alone."""
-    from isaac_jobs.shards import render_shard
+    from isaac_jobs.shards import render_prepared
     from isaac_jobs.spec import load_spec
 
     s3 = s3 or s3_client()
@@ -309,19 +313,21 @@ def run_shard_job(settings: ShardSettings, *, s3: S3Client | None = None, progre
             s3.download_file(settings.bucket, settings.config_key, str(config_path))
         overrides = {"frames": settings.frames} if settings.frames is not None else None
         spec = load_spec(config_path, overrides)
-        result = render_shard(
-            meshes_dir,
+        prepared = ensure_assets(s3, settings.bucket, settings.batch, meshes_dir, work / "assets", progress=progress)
+        for line in prepared.error_lines():
+            log.warning("mesh skipped: %s", line)
+        result = render_prepared(
+            prepared,
             work / "out",
             spec=spec,
             shard=settings.shard,
             shards=settings.shards,
             backend=settings.backend,
             progress=progress,
+            assets_root=f"s3://{settings.bucket}/{contract.asset_batch_prefix(settings.batch)}",
         )
-        for error in result.errors:
-            log.warning("mesh skipped: %s", error)
         shard_dir = Path(result.path)
-        marker = _marker_with_listing(shard_dir, batch_prefix, sources, _batch_training(meshes_dir))
+        marker = _marker_with_listing(shard_dir, batch_prefix, sources)
         prefix = contract.render_shard_prefix(settings.run, settings.shard)
         upload_tree(
             s3,
@@ -338,21 +344,53 @@ def run_shard_job(settings: ShardSettings, *, s3: S3Client | None = None, progre
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _batch_training(meshes_dir: Path) -> dict[str, Any]:
-    """batch.yaml's ``training:`` mapping ({} without one); finalize puts it into the manifest."""
-    from isaac_jobs.batch import read_batch_config
+def ensure_assets(
+    s3: S3Client, bucket: str, batch: str, meshes_dir: Path, assets_dir: Path, *, progress: bool = True
+) -> PreparedBatch:
+    """The batch's USD assets and plan, prepared once per batch and shared by every shard through S3.
 
-    return dict(read_batch_config(meshes_dir).get(contract.MANIFEST_TRAINING_FIELD) or {})
+    When ``assets/<batch>/batch-plan.json`` exists and its fingerprint matches the downloaded meshes (same
+    bytes), the assets are downloaded and reused as they are. Otherwise this shard prepares them and uploads
+    them under ``assets/<batch>/``, the plan LAST, so a plan on S3 always has all of its assets. Shards that
+    start while no plan exists yet each prepare the same bytes (the first finished upload serves every later
+    shard and every later run of an unchanged batch).
+    """
+    from isaac_jobs.prepare import batch_fingerprint, prepare_batch, read_prepared
+
+    prefix = contract.asset_batch_prefix(batch)
+    plan_key = contract.asset_plan_key(batch)
+    if object_exists(s3, bucket, plan_key):
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=plan_key)["Body"].read())
+        if stored.get("fingerprint") == batch_fingerprint(meshes_dir):
+            download_prefix(s3, bucket, prefix, assets_dir, progress=progress)
+            prepared = read_prepared(assets_dir)
+            if prepared is not None and all(
+                _sha256_matches(assets_dir / f.path, f.sha256) for a in prepared.assets for f in a.files
+            ):
+                log.info("reusing the batch's USD assets at s3://%s/%s", bucket, prefix)
+                prepared.reused = True
+                return prepared
+            log.warning("s3://%s/%s is incomplete or altered: preparing the batch again", bucket, prefix)
+            shutil.rmtree(assets_dir, ignore_errors=True)
+    prepared = prepare_batch(meshes_dir, assets_dir, progress=progress)
+    upload_tree(s3, bucket, assets_dir, prefix, last=contract.ASSET_PLAN_NAME, progress=progress)
+    log.info("%d USD assets uploaded to s3://%s/%s", len(prepared.assets), bucket, prefix)
+    return prepared
+
+
+def _sha256_matches(path: Path, expected: str) -> bool:
+    import hashlib
+
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == expected
 
 
 def _marker_with_listing(
     shard_dir: Path,
     batch_prefix: str,
     sources: Sequence[Mapping[str, Any]],
-    training: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """The shard's own marker JSON plus the list of its files, the mesh objects it came from and the batch's
-    training section."""
+    """The shard's own marker JSON (batch.yaml's training section included) plus the list of its files and the
+    mesh objects it came from."""
     marker_path = shard_dir / contract.SHARD_COMPLETE_MARKER
     try:
         marker: dict[str, Any] = json.loads(marker_path.read_text(encoding="utf-8"))
@@ -372,8 +410,6 @@ def _marker_with_listing(
         for obj in sources
         if obj["Key"].startswith(batch_prefix)
     ]
-    if training:
-        marker[contract.MANIFEST_TRAINING_FIELD] = dict(training)
     return json.dumps(marker, indent=2, sort_keys=True).encode("utf-8")
 
 
@@ -425,9 +461,6 @@ def run_finalize_job(
             "bucket": settings.bucket,
             MARKER_SOURCES_KEY: first_marker.get(MARKER_SOURCES_KEY, []),
         }
-        if first_marker.get(contract.MANIFEST_TRAINING_FIELD):
-            # batch.yaml's hyperparameters, for the training launcher (the dataset's settings win there).
-            lineage[contract.MANIFEST_TRAINING_FIELD] = first_marker[contract.MANIFEST_TRAINING_FIELD]
         manifest = finalize(shard_dirs, out_dir, expected_shards=settings.shards, extra_manifest=lineage)
         prefix = contract.dataset_prefix(settings.run)
         upload_tree(s3, settings.bucket, out_dir, prefix, last=contract.DATASET_MANIFEST_NAME, progress=progress)
@@ -472,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from isaac_jobs.backends import BackendUnavailableError
     from isaac_jobs.dataset import ShardIncompleteError
-    from isaac_jobs.shards import NoValidMeshesError
+    from isaac_jobs.prepare import NoValidMeshesError
     from isaac_jobs.spec import SpecError
 
     progress = not args.no_progress

@@ -312,7 +312,7 @@ def finalize(
     ordered = [markers[k] for k in sorted(markers)]
     first = ordered[0][1]
     for shard_dir, marker in ordered[1:]:
-        for key in ("class_names", "spec", "shards", "image_format"):
+        for key in ("class_names", "spec", "shards", "image_format", contract.MANIFEST_TRAINING_FIELD):
             if marker.get(key) != first.get(key):
                 raise ShardIncompleteError(f"shard {shard_dir}: its {key} differs from shard {ordered[0][0]}'s")
     class_names: list[str] = list(first["class_names"])
@@ -376,6 +376,10 @@ def finalize(
             "renderer": first.get("renderer", {}),
             "source_meshes": first.get("source_meshes", []),
             "mesh_errors": first.get("mesh_errors", []),
+            # The USD assets every shard rendered (with hashes) and batch.yaml's training: section, which the
+            # training launcher lays over its defaults; both come from the prepared batch plan.
+            "assets": first.get("assets"),
+            contract.MANIFEST_TRAINING_FIELD: first.get(contract.MANIFEST_TRAINING_FIELD) or {},
             "spec": spec,
             "image_format": first.get("image_format", "jpg"),
             "preview": preview_name,

@@ -9,6 +9,8 @@ Conventions ``load_mesh`` applies (README-level facts, keep in sync with samples
   into OBJ, so both are rotated from Y-up to Z-up. STL (CAD, 3D printing) and PLY (scanners, ROS,
   Open3D) are taken as Z-up already. ``up_axis="y"`` or ``"z"`` (batch.yaml ``up_axis``) overrides the
   per-format default for every file of a batch. Y-up -> Z-up is +90 degrees about X: (x, y, z) -> (x, -z, y).
+  USD files (.usd/.usda/.usdc/.usdz, read by ``isaac_jobs.usd_import``) carry their own ``upAxis``, which
+  ``auto`` follows, and their ``metersPerUnit``, which multiplies ``scale``.
 * Units. glTF is metres by its specification; OBJ, PLY and STL carry no unit and are taken as metres.
   ``scale`` (batch.yaml ``scale``, e.g. 0.001 for millimetre CAD files) multiplies every position.
   Geometry keeps its authored origin (no re-centring): placing objects is the renderer's job.
@@ -33,6 +35,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from isaac_jobs.usd_import import USD_SUFFIXES
 from sim2cloud import contract
 
 
@@ -134,7 +137,6 @@ def load_mesh(
     if not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, not {scale}")
     limit = default_max_triangles(triangle_budget) if max_triangles is None else max_triangles
-    axis = resolve_up_axis(path, up_axis)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -147,8 +149,14 @@ def load_mesh(
     elif suffix == ".ply":
         _check_ply_header(path, data, limit)
 
-    geometry = _parse(path, data, suffix)
-    part = _flatten(path, geometry, limit)
+    if suffix in USD_SUFFIXES:
+        # USD says its own up axis and unit (stage metadata); an explicit batch up_axis still wins.
+        part, stage_axis, meters_per_unit = _usd_part(path, limit)
+        axis = stage_axis if up_axis == "auto" else resolve_up_axis(path, up_axis)
+        scale = scale * meters_per_unit
+    else:
+        axis = resolve_up_axis(path, up_axis)
+        part = _flatten(path, _parse(path, data, suffix), limit)
     positions, faces = part.positions, part.faces
     if positions.size == 0 or faces.size == 0:
         raise MeshError(path, "empty mesh: no vertices or no triangles")
@@ -205,6 +213,27 @@ def load_mesh(
 # --------------------------------------------------------------------------------------
 # Parsing
 # --------------------------------------------------------------------------------------
+def _usd_part(path: Path, limit: int) -> tuple[_Part, Literal["y", "z"], float]:
+    from isaac_jobs.usd_import import UsdReadError, read_usd
+
+    try:
+        geometry = read_usd(path)
+    except UsdReadError as exc:
+        raise MeshError(path, str(exc)) from exc
+    if len(geometry.faces) > limit:
+        raise MeshError(path, _over_limit(len(geometry.faces), limit))
+    part = _Part(
+        geometry.positions,
+        geometry.faces,
+        geometry.normals,
+        geometry.uvs,
+        geometry.colors,
+        geometry.texture,
+        geometry.base_color,
+    )
+    return part, geometry.up_axis, geometry.meters_per_unit
+
+
 def _check_stl_header(path: Path, data: bytes, limit: int) -> None:
     """Binary STL states its triangle count up front, so truncation and size are known before parsing."""
     if data[:5].lower() == b"solid" and b"facet" in data[:1024]:

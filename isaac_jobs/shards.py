@@ -1,8 +1,12 @@
-"""One render shard: batch folder -> meshes -> frames of this shard -> a committed shard folder.
+"""One render shard: prepared batch (USD assets + plan) -> frames of this shard -> a committed shard folder.
 
-``render_shard`` is what both ``sim2cloud render`` and the cloud shard job call. Bad mesh files are reported
-(printed and recorded in the shard metadata) and skipped; with no valid mesh left it raises
-NoValidMeshesError listing every reason. The shard is complete or absent (see dataset.ShardWriter).
+``render_shard`` is what both ``sim2cloud render`` and the cloud shard job call: it prepares the batch once
+(:func:`isaac_jobs.prepare.prepare_batch`, reused when already prepared) and renders the shard from the USD
+assets with the chosen backend. This module is the ONE place where a shard is written: the backend only turns
+frames into images and boxes, and the shard writer, its metadata (renderer, spec, sources, assets, errors,
+batch.yaml's ``training:``) and the commit live here. Bad mesh files are reported (printed and recorded in
+the shard metadata) and skipped; with no valid mesh left NoValidMeshesError lists every reason. The shard is
+complete or absent (see dataset.ShardWriter).
 """
 
 from __future__ import annotations
@@ -19,20 +23,10 @@ import yaml
 
 from isaac_jobs.backends import BACKENDS, BackendUnavailableError
 from isaac_jobs.dataset import ShardWriter, frames_for_shard
-from isaac_jobs.mesh import Mesh, MeshError
+from isaac_jobs.mesh import Mesh
+from isaac_jobs.prepare import PreparedBatch, prepare_batch
 from isaac_jobs.spec import SceneSpec, apply_batch_overrides, spec_to_dict
 from sim2cloud import contract
-
-
-class NoValidMeshesError(RuntimeError):
-    """No mesh of the batch could be loaded; ``reasons`` lists one line per bad file (or why none was found)."""
-
-    def __init__(self, meshes_dir: Path, reasons: Sequence[str]) -> None:
-        self.meshes_dir = Path(meshes_dir)
-        self.reasons = list(reasons) or [
-            f"{meshes_dir}: no mesh files ({', '.join(contract.SUPPORTED_MESH_EXTENSIONS)})"
-        ]
-        super().__init__(f"no valid mesh in {meshes_dir}:\n" + "\n".join(f"  - {r}" for r in self.reasons))
 
 
 @dataclass
@@ -40,8 +34,8 @@ class ShardResult:
     path: Path
     """The committed shard folder (``<out>/shard-KKKK``)."""
     frames: int
-    errors: list[MeshError] = field(default_factory=list)
-    """Per-file problems: those files were skipped, the rest rendered."""
+    errors: list[str] = field(default_factory=list)
+    """Per-file problems, one line each naming the file: those files were skipped, the rest rendered."""
 
 
 def mesh_record(mesh: Mesh) -> dict[str, Any]:
@@ -107,6 +101,7 @@ def render_shard(
     meshes_dir: Path,
     out_dir: Path,
     *,
+    assets_dir: Path,
     spec: SceneSpec,
     shard: int = 0,
     shards: int = 1,
@@ -115,44 +110,82 @@ def render_shard(
 ) -> ShardResult:
     """Render shard ``shard`` of ``shards`` of the batch in ``meshes_dir`` into ``out_dir/shard-KKKK``.
 
-    The batch's ``batch.yaml`` render settings apply under the keys the spec set explicitly. Each bad file
-    becomes a MeshError (printed, returned and recorded in the shard metadata); NoValidMeshesError when none
-    loads. The GL backend renders here; ``isaac`` runs Isaac Sim's own Python on the Replicator script.
+    The batch is prepared into ``assets_dir`` first (or its earlier preparation reused). The batch's
+    ``batch.yaml`` render settings apply under the keys the spec set explicitly. NoValidMeshesError when no
+    mesh becomes an asset.
     """
-    from isaac_jobs.batch import discover_batch, load_batch
-
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
     frames_for_shard(spec.frames, shard, shards)  # validates shard/shards before any work
-    plan = discover_batch(Path(meshes_dir))
-    spec = apply_batch_overrides(spec, plan.render_overrides)
-    if backend == "isaac":
-        return _render_shard_with_isaac(Path(meshes_dir), Path(out_dir), spec=spec, shard=shard, shards=shards)
-    meshes, load_errors = load_batch(plan, progress=progress)
-    errors = [*plan.errors, *load_errors]
-    for error in errors:
-        print(f"mesh skipped: {error}", file=sys.stderr)
-    if not meshes:
-        raise NoValidMeshesError(Path(meshes_dir), [str(e) for e in errors])
-    result = render_meshes_to_shard(
-        meshes,
-        plan.class_names,
-        Path(out_dir),
-        spec=spec,
-        shard=shard,
-        shards=shards,
-        progress=progress,
-        metadata={
-            "mesh_errors": [{"path": e.path, "reason": e.reason} for e in errors],
-            "batch": {"triangle_budget": plan.triangle_budget, "up_axis": plan.up_axis},
-        },
+    prepared = prepare_batch(Path(meshes_dir), Path(assets_dir), progress=progress)
+    errors = prepared.error_lines(Path(meshes_dir))
+    for line in errors:
+        print(f"mesh skipped: {line}", file=sys.stderr)
+    result = render_prepared(
+        prepared, Path(out_dir), spec=spec, shard=shard, shards=shards, backend=backend, progress=progress
     )
     result.errors = errors
     return result
 
 
+def shard_metadata(prepared: PreparedBatch, *, assets_root: str | None = None) -> dict[str, Any]:
+    """What every shard of a prepared batch records (finalize carries it into the manifest)."""
+    return {
+        "source_meshes": [
+            {
+                "path": a.source,
+                "class_name": a.class_name,
+                "name": a.name,
+                "bytes": a.source_bytes,
+                "sha256": a.source_sha256,
+                "triangles": a.triangles,
+                "original_triangles": a.original_triangles,
+            }
+            for a in prepared.assets
+        ],
+        "mesh_errors": [{"path": e.path, "reason": e.reason} for e in prepared.errors],
+        "batch": dict(prepared.settings),
+        "assets": prepared.manifest_record(assets_root),
+        contract.MANIFEST_TRAINING_FIELD: dict(prepared.training),
+    }
+
+
+def render_prepared(
+    prepared: PreparedBatch,
+    out_dir: Path,
+    *,
+    spec: SceneSpec,
+    shard: int = 0,
+    shards: int = 1,
+    backend: str = "gl",
+    progress: bool = True,
+    assets_root: str | None = None,
+) -> ShardResult:
+    """Render one shard of a prepared batch with ``backend`` and commit it under ``out_dir``.
+
+    ``assets_root`` names where the manifest says the assets are (an ``s3://`` URI in the cloud); default
+    the local asset folder.
+    """
+    spec = apply_batch_overrides(spec, prepared.render_overrides)
+    metadata = shard_metadata(prepared, assets_root=assets_root)
+    if backend == "isaac":
+        return _render_shard_with_isaac(prepared, out_dir, spec=spec, shard=shard, shards=shards, metadata=metadata)
+    # USD -> GPU buffers once per process: the renderer uploads each asset once and draws it every frame.
+    meshes = prepared.load_meshes()
+    return render_meshes_to_shard(
+        meshes,
+        prepared.class_names,
+        out_dir,
+        spec=spec,
+        shard=shard,
+        shards=shards,
+        progress=progress,
+        metadata=metadata,
+    )
+
+
 def _render_shard_with_isaac(
-    meshes_dir: Path, out_dir: Path, *, spec: SceneSpec, shard: int, shards: int
+    prepared: PreparedBatch, out_dir: Path, *, spec: SceneSpec, shard: int, shards: int, metadata: dict[str, Any]
 ) -> ShardResult:
     from isaac_jobs.backends import isaac_replicator
 
@@ -166,7 +199,7 @@ def _render_shard_with_isaac(
     with tempfile.TemporaryDirectory(prefix="isaac-spec-") as folder:
         config = Path(folder) / "spec.yaml"
         config.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
-        argv = isaac_replicator.command(meshes_dir, out_dir, shard=shard, shards=shards, config=config)
+        argv = isaac_replicator.command(prepared.assets_dir, out_dir, shard=shard, shards=shards, config=config)
         completed = subprocess.run(argv, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"Isaac Sim shard {shard} failed with exit status {completed.returncode}")

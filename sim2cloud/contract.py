@@ -54,7 +54,9 @@ ALL_PREFIXES: Final = (
     RUNS_PREFIX,
 )
 
-SUPPORTED_MESH_EXTENSIONS: Final = (".glb", ".gltf", ".obj", ".ply", ".stl")
+USD_MESH_EXTENSIONS: Final = (".usd", ".usda", ".usdc", ".usdz")
+"""USD input files (up axis, metersPerUnit and, when batch.yaml says so, semantic labels respected)."""
+SUPPORTED_MESH_EXTENSIONS: Final = (".glb", ".gltf", ".obj", ".ply", ".stl", *USD_MESH_EXTENSIONS)
 """Files that become one USD asset (and one object class member) each."""
 MESH_COMPANION_EXTENSIONS: Final = (".mtl", ".bin", ".png", ".jpg", ".jpeg")
 """Files that may sit beside meshes (materials, glTF buffers, textures); never rendered alone."""
@@ -91,8 +93,22 @@ def batch_config_key(batch: str) -> str:
     return f"{MESHES_PREFIX}{batch}/{BATCH_CONFIG_NAME}"
 
 
+def asset_batch_prefix(batch: str) -> str:
+    return f"{ASSETS_PREFIX}{batch}/"
+
+
 def asset_key(batch: str, class_name: str, stem: str) -> str:
     return f"{ASSETS_PREFIX}{batch}/{class_name}/{stem}.usd"
+
+
+ASSET_PLAN_NAME: Final = "batch-plan.json"
+"""Written last beside a batch's USD assets (``assets/<batch>/batch-plan.json`` in the cloud): the prepared,
+validated batch plan (classes, assets with hashes, per-file errors, batch.yaml's settings). Its presence means
+every asset of the batch is there; shards reuse the assets when its source fingerprint matches the meshes."""
+
+
+def asset_plan_key(batch: str) -> str:
+    return f"{ASSETS_PREFIX}{batch}/{ASSET_PLAN_NAME}"
 
 
 def render_run_prefix(run: str) -> str:

@@ -3,6 +3,9 @@
 Without ``--shards`` the whole run is one shard, finalized straight into ``--out`` (dataset path and preview
 picture printed at the end). With ``--shard K --shards N`` only shard K is written, as ``--out/shard-KKKK``
 (complete or absent); ``sim2cloud finalize`` merges the shards later.
+
+The meshes become USD assets first (``--assets``; by default ``<out>-assets`` beside the dataset, or
+``<out>/assets`` shared by the shards rendered into one folder); an unchanged batch reuses them.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="any scene-spec setting, value in YAML (e.g. --set width=320 --set 'objects_per_frame=[2, 5]')",
     )
+    parser.add_argument(
+        "--assets",
+        type=Path,
+        default=None,
+        help="folder for the batch's USD assets and plan (default <out>-assets, or <out>/assets with --shards)",
+    )
     parser.add_argument("--backend", choices=("gl", "isaac"), default="gl", help="renderer (default gl: moderngl/EGL)")
     parser.add_argument("--shard", type=int, default=None, help="render only this shard (0..N-1); needs --shards")
     parser.add_argument("--shards", type=int, default=None, help="number of shards the run is split into")
@@ -63,8 +72,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from isaac_jobs.backends import BackendUnavailableError
+    from isaac_jobs.batch import BatchConfigError
     from isaac_jobs.dataset import DatasetExistsError, ShardIncompleteError, finalize
-    from isaac_jobs.shards import NoValidMeshesError, render_shard
+    from isaac_jobs.prepare import AssetFolderError, NoValidMeshesError
+    from isaac_jobs.shards import render_shard
     from isaac_jobs.spec import SpecError, load_spec
 
     if args.shards is not None and args.shard is None:
@@ -88,22 +99,34 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     try:
         if args.shards is not None:
+            assets = args.assets or args.out / "assets"
             result = render_shard(
-                args.meshes, args.out, spec=spec, shard=args.shard, shards=args.shards, backend=args.backend,
-                progress=progress,
+                args.meshes, args.out, assets_dir=assets, spec=spec, shard=args.shard, shards=args.shards,
+                backend=args.backend, progress=progress,
             )  # fmt: skip
             _report_errors(result.errors)
             print(f"shard {args.shard} of {args.shards}: {result.frames} frames in {result.path}")
+            print(f"USD assets: {assets}")
             return 0
         out = args.out.resolve()
         out.parent.mkdir(parents=True, exist_ok=True)
+        assets = args.assets or out.with_name(out.name + "-assets")
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.shards-", dir=out.parent) as shards_dir:
-            result = render_shard(args.meshes, Path(shards_dir), spec=spec, backend=args.backend, progress=progress)
+            result = render_shard(
+                args.meshes, Path(shards_dir), assets_dir=assets, spec=spec, backend=args.backend, progress=progress
+            )
             manifest = finalize([result.path], out, preview_frames=16 if args.preview else 0)
     except NoValidMeshesError as err:
         print(f"sim2cloud render: {err}", file=sys.stderr)
         return 1
-    except (BackendUnavailableError, DatasetExistsError, ShardIncompleteError, SpecError) as err:
+    except (
+        AssetFolderError,
+        BackendUnavailableError,
+        BatchConfigError,
+        DatasetExistsError,
+        ShardIncompleteError,
+        SpecError,
+    ) as err:
         print(f"sim2cloud render: {err}", file=sys.stderr)
         return 1
     _report_errors(result.errors)
@@ -113,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         f"{manifest['totals']['boxes']} boxes, classes: {', '.join(manifest['class_names'])}"
     )
     print(f"dataset: {out}")
+    print(f"USD assets: {assets} ({len(manifest['assets']['files'])} files, plan {manifest['assets']['plan']})")
     print(f"data.yaml: {out / 'data.yaml'}")
     if manifest.get("preview"):
         print(f"preview: {out / manifest['preview']}")

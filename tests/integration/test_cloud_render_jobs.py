@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -104,8 +105,16 @@ def test_two_shards_then_finalize(aws_env: dict[str, str], tmp_path: Path, monke
     # Shard 0 the way Batch runs it: settings from the environment, the index from AWS_BATCH_JOB_ARRAY_INDEX.
     monkeypatch.setenv(Env.ARRAY_INDEX, "0")
     assert cloud.main(["shard", "--no-progress"]) == 0
+    # Shard 0 found no prepared batch: it converted the meshes and uploaded the USD assets, the plan last.
+    assets = snapshot(s3, bucket, contract.asset_batch_prefix(BATCH))
+    assert set(assets) == {
+        contract.asset_key(BATCH, "ball", "ball"),
+        contract.asset_key(BATCH, "box", "crate"),
+        contract.asset_plan_key(BATCH),
+    }
 
-    # Shard 1 through an instrumented client, to see the order of the writes.
+    # Shard 1 through an instrumented client, to see the order of the writes (it reuses the assets: none of
+    # its writes is under assets/).
     writes: list[str] = []
     monkeypatch.setenv(Env.ARRAY_INDEX, "1")
     cloud.run_shard_job(cloud.ShardSettings.from_env(), s3=recording_client(writes), progress=False)
@@ -145,6 +154,12 @@ def test_two_shards_then_finalize(aws_env: dict[str, str], tmp_path: Path, monke
     assert stored == manifest
     assert stored["class_names"] == ["ball", "box"]
     assert stored["totals"]["images"] == 6
+    # The manifest lists the batch's USD assets where they are on S3, each with the hash of the stored object.
+    assert stored["assets"]["root"] == f"s3://{bucket}/{contract.asset_batch_prefix(BATCH)}"
+    for asset in stored["assets"]["files"]:
+        body = s3.get_object(Bucket=bucket, Key=contract.asset_batch_prefix(BATCH) + asset["path"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == asset["sha256"]
+    assert sorted(a["path"] for a in stored["assets"]["files"]) == ["ball/ball.usd", "box/crate.usd"]
     # Lineage: the manifest names the exact uploads (key + ETag) the dataset was rendered from.
     assert stored["run"] == "run-1"
     assert {src["key"] for src in stored[cloud.MARKER_SOURCES_KEY]} == set(meshes_before)
@@ -206,7 +221,7 @@ def test_a_missing_batch_fails_the_shard_job_clearly(
 
 def test_uploads_never_target_the_meshes_prefix(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x")
-    with pytest.raises(ValueError, match="outside renders/ or datasets/"):
+    with pytest.raises(ValueError, match="outside renders/, datasets/ or assets/"):
         cloud.upload_tree(None, "bucket", tmp_path, contract.mesh_batch_prefix("b"), last="a.txt")  # type: ignore[arg-type]
 
 

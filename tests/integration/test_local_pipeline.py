@@ -4,6 +4,7 @@ package and an evaluation through a served endpoint. Tiny settings: 24 frames of
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -118,6 +119,25 @@ def test_every_shard_is_complete_and_the_dataset_manifest_is_there(demo: dict[st
     assert sum(manifest["counts"][split]["images"] for split in contract.SPLITS) == FRAMES
     assert manifest["run"] == run
     assert manifest[contract.MANIFEST_TRAINING_FIELD] == {"patience": 5}  # batch.yaml's training: section
+
+
+def test_the_usd_assets_are_in_the_bucket_once_and_the_manifest_lists_them(demo: dict[str, Any]) -> None:
+    clients, run = demo["clients"], demo["summary"]["run"]
+    manifest = json.loads(clients.body(contract.dataset_manifest_key(run)))
+    prefix = contract.asset_batch_prefix(BATCH)
+    stored = set(clients.keys(prefix))
+    assert contract.asset_plan_key(BATCH) in stored
+    listed = manifest["assets"]["files"]
+    # One asset per sample mesh, at the contract's key, with the hash of the object in the local bucket.
+    assert {contract.asset_key(BATCH, a["class_name"], a["name"]) for a in listed} == {
+        k for k in stored if k.endswith(".usd")
+    }
+    assert len(listed) == sum(1 for p in MESHES.rglob("*") if p.suffix in contract.SUPPORTED_MESH_EXTENSIONS)
+    for asset in listed:
+        assert hashlib.sha256(clients.body(prefix + asset["path"])).hexdigest() == asset["sha256"]
+        for companion in asset["companions"]:  # textures beside their asset
+            assert prefix + companion["path"] in stored
+    assert manifest["assets"]["root"] == f"s3://{runner.LOCAL_BUCKET}/{prefix}"
 
 
 def test_the_training_job_request_is_the_launchers(demo: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -39,15 +40,34 @@ def test_render_single_shard_prints_dataset_and_preview(batch: Path, tmp_path: P
     assert manifest["class_names"] == ["ball", "crate"]
     assert any("broken.ply" in e["path"] for e in manifest["mesh_errors"])
     assert {p: p.read_bytes() for p in batch.rglob("*") if p.is_file()} == before  # input untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "meshes"]  # temporary shards removed
+    # Temporary shards removed; the USD assets stay beside the dataset, listed by the manifest with their hashes.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "dataset-assets", "meshes"]
+    assets = tmp_path / "dataset-assets"
+    assert f"USD assets: {assets}" in captured.out
+    listed = {f["path"]: f["sha256"] for f in manifest["assets"]["files"]}
+    assert set(listed) == {"ball/ball.usd", "crate/crate.usd"}
+    assert all(hashlib.sha256((assets / path).read_bytes()).hexdigest() == sha for path, sha in listed.items())
+    assert manifest[contract.MANIFEST_TRAINING_FIELD] == {}  # no batch.yaml: an empty training section
+
+
+def test_render_writes_batch_yaml_training_into_the_manifest(batch: Path, tmp_path: Path) -> None:
+    (batch / contract.BATCH_CONFIG_NAME).write_text("training:\n  epochs: 7\n  imgsz: 320\n")
+    out = tmp_path / "dataset"
+    assert main(["render", "--meshes", str(batch), "--out", str(out), "--frames", "3", *SMALL]) == 0
+    manifest = json.loads((out / contract.DATASET_MANIFEST_NAME).read_text())
+    assert manifest[contract.MANIFEST_TRAINING_FIELD] == {"epochs": 7, "imgsz": 320}
 
 
 def test_render_shards_then_finalize(batch: Path, tmp_path: Path, capsys) -> None:
     shards = tmp_path / "shards"
+    plan_written = []
     for shard in ("0", "1"):
         args = ["render", "--meshes", str(batch), "--out", str(shards), "--frames", "5", "--shard", shard]
         assert main([*args, "--shards", "2", *SMALL]) == 0
-    assert sorted(p.name for p in shards.iterdir()) == ["shard-0000", "shard-0001"]
+        plan_written.append((shards / "assets" / contract.ASSET_PLAN_NAME).stat().st_mtime_ns)
+    # Both shards rendered from the one preparation in shards/assets: the second reused it as it was.
+    assert sorted(p.name for p in shards.iterdir()) == ["assets", "shard-0000", "shard-0001"]
+    assert plan_written[0] == plan_written[1]
     out = tmp_path / "dataset"
     assert main(["finalize", "--shards-dir", str(shards), "--out", str(out), "--expected-shards", "3"]) == 1
     assert "shard-0002: missing" in capsys.readouterr().err
