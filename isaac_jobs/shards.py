@@ -11,6 +11,7 @@ complete or absent (see dataset.ShardWriter).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -19,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from isaac_jobs.backends import BACKENDS, BackendUnavailableError
 from isaac_jobs.dataset import ShardWriter, frames_for_shard
 from isaac_jobs.mesh import Mesh
 from isaac_jobs.prepare import PreparedBatch, prepare_batch
+from isaac_jobs.scene import ScenePlan, SceneSampler
 from isaac_jobs.spec import SceneSpec, apply_batch_overrides, spec_to_dict
 from sim2cloud import contract
 
@@ -51,6 +51,17 @@ def mesh_record(mesh: Mesh) -> dict[str, Any]:
     }
 
 
+def _shard_writer(out_dir: Path, class_names: Sequence[str], spec: SceneSpec, shard: int, shards: int) -> ShardWriter:
+    return ShardWriter(
+        out_dir,
+        class_names=class_names,
+        shard=shard,
+        shards=shards,
+        image_format=spec.image_format,
+        jpeg_quality=spec.jpeg_quality,
+    )
+
+
 def render_meshes_to_shard(
     meshes: Sequence[Mesh],
     class_names: Sequence[str],
@@ -68,14 +79,7 @@ def render_meshes_to_shard(
     from isaac_jobs.backends.gl import GLRenderer
 
     frames = frames_for_shard(spec.frames, shard, shards)
-    writer = ShardWriter(
-        out_dir,
-        class_names=class_names,
-        shard=shard,
-        shards=shards,
-        image_format=spec.image_format,
-        jpeg_quality=spec.jpeg_quality,
-    )
+    writer = _shard_writer(out_dir, class_names, spec, shard, shards)
     with writer:
         renderer = GLRenderer(meshes, class_names, spec)
         try:
@@ -169,7 +173,9 @@ def render_prepared(
     spec = apply_batch_overrides(spec, prepared.render_overrides)
     metadata = shard_metadata(prepared, assets_root=assets_root)
     if backend == "isaac":
-        return _render_shard_with_isaac(prepared, out_dir, spec=spec, shard=shard, shards=shards, metadata=metadata)
+        return _render_shard_with_isaac(
+            prepared, out_dir, spec=spec, shard=shard, shards=shards, metadata=metadata, progress=progress
+        )
     # USD -> GPU buffers once per process: the renderer uploads each asset once and draws it every frame.
     meshes = prepared.load_meshes()
     return render_meshes_to_shard(
@@ -185,23 +191,71 @@ def render_prepared(
 
 
 def _render_shard_with_isaac(
-    prepared: PreparedBatch, out_dir: Path, *, spec: SceneSpec, shard: int, shards: int, metadata: dict[str, Any]
+    prepared: PreparedBatch,
+    out_dir: Path,
+    *,
+    spec: SceneSpec,
+    shard: int,
+    shards: int,
+    metadata: dict[str, Any],
+    progress: bool,
 ) -> ShardResult:
-    from isaac_jobs.backends import isaac_replicator
+    """Plans drawn here, rendered by Isaac Sim's Python (the Replicator script), converted and committed here."""
+    from isaac_jobs.backends import isaac_replicator as isaac
+    from isaac_jobs.basicwriter import convert_basicwriter_report, describe
 
-    python = Path(isaac_replicator.ISAAC_PYTHON)
+    python = Path(isaac.ISAAC_PYTHON)
     if not python.is_file():
         raise BackendUnavailableError(
             f"--backend isaac needs NVIDIA Isaac Sim ({python} not found): run it in the Isaac Sim image built from "
             "containers/isaac-sim (an RTX GPU is required), or use --backend gl on this machine"
         )
-    # The effective spec travels whole, so Isaac renders exactly what GL would have been asked to.
-    with tempfile.TemporaryDirectory(prefix="isaac-spec-") as folder:
-        config = Path(folder) / "spec.yaml"
-        config.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
-        argv = isaac_replicator.command(prepared.assets_dir, out_dir, shard=shard, shards=shards, config=config)
+    frames = frames_for_shard(spec.frames, shard, shards)
+    plans = scene_plans(prepared, spec, frames)
+    request = isaac_request(prepared, spec, plans)
+    by_frame = {plan.frame_index: plan for plan in plans}
+    writer = _shard_writer(out_dir, prepared.class_names, spec, shard, shards)
+    with writer, tempfile.TemporaryDirectory(prefix=".isaac-work-", dir=out_dir) as folder:
+        work = Path(folder)
+        argv = isaac.command(isaac.write_request(work / "request.json", request), work, progress=progress)
         completed = subprocess.run(argv, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"Isaac Sim shard {shard} failed with exit status {completed.returncode}")
-    path = out_dir / contract.shard_name(shard)
-    return ShardResult(path=path, frames=len(frames_for_shard(spec.frames, shard, shards)))
+        if completed.returncode != 0:
+            raise RuntimeError(f"Isaac Sim shard {shard} failed with exit status {completed.returncode}")
+        report = convert_basicwriter_report(
+            work / isaac.BASICWRITER_DIR,
+            writer,
+            class_names=prepared.class_names,
+            spec=spec,
+            frame_indices=[plan.frame_index for plan in plans],
+            transform_rgb=lambda frame_index, rgb: isaac.jitter_image(rgb, by_frame[frame_index].image),
+        )
+        renderer = json.loads((work / isaac.RENDERER_INFO_NAME).read_text(encoding="utf-8"))
+        path = writer.commit(
+            {
+                "renderer": renderer,
+                "spec": spec_to_dict(spec),
+                "replicator": {"rt_subframes": request.rt_subframes},
+                "conversion": describe(report),
+                **metadata,
+            }
+        )
+    return ShardResult(path=path, frames=len(report.converted))
+
+
+def scene_plans(prepared: PreparedBatch, spec: SceneSpec, frames: Sequence[int]) -> list[ScenePlan]:
+    """The shared sampler's plans of these frames for a prepared batch (what any backend renders)."""
+    sampler = SceneSampler(spec, [prepared.class_names.index(a.class_name) for a in prepared.assets])
+    return [sampler.plan(frame_index) for frame_index in frames]
+
+
+def isaac_request(prepared: PreparedBatch, spec: SceneSpec, plans: Sequence[ScenePlan]) -> Any:
+    """The Replicator script's input: resolution, the USD assets with their bounds, the plans."""
+    from isaac_jobs.backends.isaac_replicator import RenderRequest, RequestAsset
+
+    return RenderRequest(
+        resolution=(spec.width, spec.height),
+        assets=tuple(
+            RequestAsset(str(prepared.asset_path(a).resolve()), a.center, a.longest_side) for a in prepared.assets
+        ),
+        plans=tuple(plans),
+    )

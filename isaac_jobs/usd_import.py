@@ -83,14 +83,22 @@ def open_stage(path: Path) -> Any:
     try:
         stage = Usd.Stage.Open(str(path), Usd.Stage.LoadAll)
     except Tf.ErrorException as exc:
-        detail = " ".join(str(exc).split())
-        raise UsdReadError(f"cannot open as USD (corrupt or truncated?): {detail}") from exc
+        raise UsdReadError(f"cannot open as USD (corrupt or truncated?): {_tf_message(exc)}") from exc
     if stage is None:
         raise UsdReadError("cannot open as USD (corrupt or truncated?)")
     problems = [" ".join(str(error).split()) for error in stage.GetCompositionErrors()]
     if problems:
         raise UsdReadError("composition errors (a referenced or sublayered file is missing?): " + "; ".join(problems))
     return stage
+
+
+def _tf_message(exc: Exception) -> str:
+    """The first of usd-core's own messages in a Tf error (without the C++ function, file and line)."""
+    import re
+
+    text = " ".join(str(exc).split())
+    messages = re.findall(r"at line \d+ in file \S+ : '(.*?)'(?= Error in |$)", text)
+    return messages[0] if messages else text
 
 
 def read_usd(path: Path) -> UsdGeometry:
@@ -244,6 +252,8 @@ def _read_mesh_prim(path: Path, prim: Any, world: np.ndarray) -> _PrimGeometry |
         texture = None
     if texture is None:
         corner_uvs = None
+    else:
+        base_color = (1.0, 1.0, 1.0)  # the texture is the colour (as mesh.load_mesh sets for textured files)
 
     # Keep the points shared unless a per-corner attribute really differs between the corners of a point.
     per_corner = [a for a in (corner_normals, corner_uvs, corner_colors) if a is not None]

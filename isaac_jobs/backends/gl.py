@@ -31,9 +31,9 @@ import numpy as np
 from isaac_jobs.backends import BackendUnavailableError
 from isaac_jobs.dataset import Box, keep_box
 from isaac_jobs.mesh import Mesh
-from isaac_jobs.spec import PROCEDURAL_BACKGROUNDS, SceneSpec
+from isaac_jobs.scene import BackgroundPlan, ScenePlan, SceneSampler, direction, model_matrix
+from isaac_jobs.spec import MAX_LIGHTS, PROCEDURAL_BACKGROUNDS, SceneSpec
 
-BACKGROUND_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 BACKGROUND_TEXTURE_CACHE = 32
 """User background images kept on the GPU at once (least recently used are released)."""
 
@@ -274,21 +274,6 @@ class _Placed:
     depth: tuple[float, float] = (0.0, 0.0)  # view depth range of its bounding box
 
 
-def _rotation_x(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=np.float64)
-
-
-def _rotation_y(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=np.float64)
-
-
-def _rotation_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float64)
-
-
 def _hue_rotation(degrees: float) -> np.ndarray:
     """Rotation of RGB about the grey axis (Rodrigues)."""
     angle = math.radians(degrees)
@@ -328,14 +313,6 @@ def _perspective(fov_y_deg: float, aspect: float) -> np.ndarray:
 def _gl_matrix(matrix: np.ndarray) -> bytes:
     """Column-major float32 bytes, as GL uniforms expect."""
     return np.ascontiguousarray(matrix.T, dtype="f4").tobytes()
-
-
-def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
-    return float(rng.uniform(bounds[0], bounds[1])) if bounds[1] > bounds[0] else float(bounds[0])
-
-
-def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
-    return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
 def distractor_meshes() -> dict[str, Mesh]:
@@ -412,13 +389,9 @@ class GLRenderer:
         # Groups drawn from: class -> its meshes, in the stable order given.
         self.meshes = list(meshes)
         self._gpu_meshes = [self._upload(mesh) for mesh in self.meshes]
-        self._by_class: list[list[int]] = [
-            [i for i, m in enumerate(self.meshes) if m.class_name == name] for name in self.class_names
-        ]
-        self._drawable_classes = [c for c, members in enumerate(self._by_class) if members]
+        self.sampler = SceneSampler(spec, [self.class_names.index(m.class_name) for m in self.meshes])
         distractors = distractor_meshes()
-        self._distractors = [self._upload(distractors[name]) for name in spec.distractor_shapes]
-        self._background_images = self._list_background_images()
+        self._distractors = {name: self._upload(distractors[name]) for name in dict.fromkeys(spec.distractor_shapes)}
         self._background_textures: OrderedDict[Path, Any] = OrderedDict()
         self._last_view_projection = np.eye(4)
 
@@ -467,17 +440,6 @@ class GLRenderer:
             buffers=[vbo, ibo],
         )
 
-    def _list_background_images(self) -> list[Path]:
-        folder = self.spec.background_images_dir
-        if folder is None:
-            return []
-        images = sorted(
-            p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in BACKGROUND_IMAGE_EXTENSIONS
-        )
-        if not images and not self.spec.backgrounds:
-            raise ValueError(f"background_images_dir {folder}: no images ({', '.join(BACKGROUND_IMAGE_EXTENSIONS)})")
-        return images
-
     def _background_texture(self, path: Path) -> Any | None:
         if path in self._background_textures:
             self._background_textures.move_to_end(path)
@@ -500,32 +462,41 @@ class GLRenderer:
         return texture
 
     # ---------------------------------------------------------------------------------------------- frame
-    def render_frame(self, frame_index: int) -> tuple[np.ndarray, list[Box]]:
-        """RGB (H, W, 3) uint8 and the kept tight boxes; depends only on (spec.seed, frame_index).
+    def scene_plan(self, frame_index: int) -> ScenePlan:
+        """The frame's scene, from the shared sampler (what any backend would render for this frame)."""
+        return self.sampler.plan(frame_index)
+
+    def render_frame(self, frame: int | ScenePlan) -> tuple[np.ndarray, list[Box]]:
+        """RGB (H, W, 3) uint8 and the kept tight boxes of a plan (or of the frame index's plan).
 
         The boxes equal render_detailed's. An object's alone coverage is drawn here only when the drop rule
         needs it: alone pixels never exceed the object's screen rect, so one whose visible pixels already make
         min_visible_fraction of that rect is kept whatever its exact fraction (most partly hidden objects).
         """
-        placed = self._draw_frame(frame_index, self.fbo)
+        plan = self._plan(frame)
+        placed = self._draw_frame(plan, self.fbo)
         rgb, ids = self._read_frame()
-        frame = self._label(frame_index, rgb, ids, placed, {}, exact_visibility=False)
-        return frame.rgb, frame.boxes
+        rendered = self._label(plan.frame_index, rgb, ids, placed, {}, exact_visibility=False)
+        return rendered.rgb, rendered.boxes
 
-    def render_detailed(self, frame_index: int) -> RenderedFrame:
+    def _plan(self, frame: int | ScenePlan) -> ScenePlan:
+        return frame if isinstance(frame, ScenePlan) else self.sampler.plan(frame)
+
+    def render_detailed(self, frame: int | ScenePlan) -> RenderedFrame:
         """Like render_frame, plus the id image and per-object visibility (what the boxes were made from)."""
-        placed = self._draw_frame(frame_index, self.fbo)
+        plan = self._plan(frame)
+        placed = self._draw_frame(plan, self.fbo)
         # Alone coverage of every object that may be hidden is queued behind the frame: the rasterizer runs
         # both in the one flush the readback causes, and the counts arrive with it, with no second readback.
         maybe_hidden = [p for p in placed if p.instance.class_id >= 0 and self._occluders_in_front(p, placed)]
         queries = self._draw_alone_coverage(maybe_hidden)
         rgb, ids = self._read_frame()
         alone = {id(item): int(query.samples) for item, query in zip(maybe_hidden, queries, strict=True)}
-        return self._label(frame_index, rgb, ids, placed, alone, exact_visibility=True)
+        return self._label(plan.frame_index, rgb, ids, placed, alone, exact_visibility=True)
 
-    def render_image(self, frame_index: int) -> np.ndarray:
+    def render_image(self, frame: int | ScenePlan) -> np.ndarray:
         """Only the RGB image of the frame: no id target, no coverage, no labels (the benchmark's bare render)."""
-        self._draw_frame(frame_index, self.image_fbo)
+        self._draw_frame(self._plan(frame), self.image_fbo)
         return self._read_rgb(self.image_fbo)
 
     def _read_rgb(self, fbo: Any) -> np.ndarray:
@@ -537,83 +508,46 @@ class GLRenderer:
         ids = np.frombuffer(self.fbo.read(components=1, attachment=1, alignment=1, dtype="u1"), np.uint8)
         return rgb, ids.reshape(self.height, self.width)
 
-    def _draw_frame(self, frame_index: int, fbo: Any) -> list[_Placed]:
-        rng = np.random.default_rng([self.spec.seed, frame_index])
-        spec, ctx = self.spec, self.ctx
-        view, projection, eye = self._sample_camera(rng)
-        view_projection = projection @ view
-        placed = self._sample_objects(rng, view_projection, view)
-        lights = self._sample_lights(rng)
+    def _draw_frame(self, plan: ScenePlan, fbo: Any) -> list[_Placed]:
+        ctx = self.ctx
+        camera = plan.camera
+        eye = np.asarray(camera.eye, dtype=np.float64)
+        view = _look_at(eye, np.asarray(camera.target, dtype=np.float64), math.radians(camera.roll_deg))
+        view_projection = _perspective(camera.vertical_fov_deg, self.width / self.height) @ view
+        placed = self._place(plan, view_projection, view)
+        image = plan.image
         image_jitter = {
-            "image_brightness": _uniform(rng, spec.image_brightness),
-            "image_contrast": _uniform(rng, spec.image_contrast),
-            "image_saturation": _uniform(rng, spec.image_saturation),
-            "image_noise": _uniform(rng, spec.image_noise),
-            "noise_seed": int(rng.integers(0, 2**32)),
+            "image_brightness": image.brightness,
+            "image_contrast": image.contrast,
+            "image_saturation": image.saturation,
+            "image_noise": image.noise,
+            "noise_seed": image.noise_seed,
         }
         self._last_view_projection = view_projection
         fbo.use()
         ctx.enable(ctx.DEPTH_TEST)
         # The background writes depth 1.0 everywhere with an always-pass test: it doubles as the depth clear.
         ctx.depth_func = "1"
-        self._draw_background(rng, image_jitter)
+        self._draw_background(plan.background, image_jitter)
         ctx.depth_func = "<"
-        self._draw_objects(placed, view_projection, eye, lights, image_jitter)
+        self._draw_objects(placed, view_projection, eye, plan, image_jitter)
         return placed
 
-    def _sample_camera(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        spec = self.spec
-        distance = _uniform(rng, spec.camera_distance)
-        elevation = math.radians(_uniform(rng, spec.camera_elevation_deg))
-        azimuth = math.radians(_uniform(rng, spec.camera_azimuth_deg))
-        fov = _uniform(rng, spec.camera_fov_deg)
-        roll = math.radians(_uniform(rng, spec.camera_roll_deg))
-        target = rng.uniform(-spec.camera_target_jitter, spec.camera_target_jitter, 3)
-        direction = np.array(
-            [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
-        )
-        eye = target + distance * direction
-        return _look_at(eye, target, roll), _perspective(fov, self.width / self.height), eye
-
-    def _sample_pose(self, rng: np.random.Generator, gpu: _GpuMesh, size: tuple[float, float] | None) -> np.ndarray:
-        spec = self.spec
-        scale = 1.0 if size is None else _uniform(rng, size) / gpu.longest_side
-        rotation = (
-            _rotation_z(math.radians(_uniform(rng, spec.rotation_yaw_deg)))
-            @ _rotation_y(math.radians(_uniform(rng, spec.rotation_pitch_deg)))
-            @ _rotation_x(math.radians(_uniform(rng, spec.rotation_roll_deg)))
-        )
-        position = np.array(
-            [_uniform(rng, spec.position_x), _uniform(rng, spec.position_y), _uniform(rng, spec.position_z)]
-        )
-        model = np.eye(4)
-        model[:3, :3] = rotation * scale
-        model[:3, 3] = position - model[:3, :3] @ gpu.center
-        return model
-
-    def _sample_objects(self, rng: np.random.Generator, view_projection: np.ndarray, view: np.ndarray) -> list[_Placed]:
-        spec = self.spec
+    def _place(self, plan: ScenePlan, view_projection: np.ndarray, view: np.ndarray) -> list[_Placed]:
         placed: list[_Placed] = []
-        for number in range(_integer(rng, spec.objects_per_frame)):
-            class_id = self._drawable_classes[int(rng.integers(len(self._drawable_classes)))]
-            members = self._by_class[class_id]
-            mesh_index = members[int(rng.integers(len(members)))]
-            gpu = self._gpu_meshes[mesh_index]
-            model = self._sample_pose(rng, gpu, spec.object_size)
-            jitter = (
-                _uniform(rng, spec.object_brightness),
-                _uniform(rng, spec.object_saturation),
-                _hue_rotation(_uniform(rng, spec.object_hue_shift_deg)),
-            )
-            instance = ObjectInstance(number + 1, class_id, self.meshes[mesh_index].name)
+        for number, obj in enumerate(plan.objects):
+            gpu = self._gpu_meshes[obj.asset]
+            model = model_matrix(obj.size, obj.rotation_deg, obj.position, gpu.center, gpu.longest_side)
+            jitter = (obj.brightness, obj.saturation, _hue_rotation(obj.hue_shift_deg))
+            instance = ObjectInstance(number + 1, obj.class_id, self.meshes[obj.asset].name)
             placed.append(_Placed(gpu, model, jitter, None, instance))
-        for number in range(len(placed), len(placed) + _integer(rng, spec.distractors_per_frame)):
-            shape = int(rng.integers(len(self._distractors)))
-            gpu = self._distractors[shape]
-            model = self._sample_pose(rng, gpu, spec.distractor_size)
-            color = tuple(float(c) for c in rng.uniform(0.05, 0.95, 3))
-            instance = ObjectInstance(number + 1, -1, spec.distractor_shapes[shape])
-            placed.append(_Placed(gpu, model, (1.0, 1.0, np.eye(3)), color, instance))  # type: ignore[arg-type]
+        for number, distractor in enumerate(plan.distractors, start=len(placed) + 1):
+            gpu = self._distractors[distractor.shape]
+            model = model_matrix(
+                distractor.size, distractor.rotation_deg, distractor.position, gpu.center, gpu.longest_side
+            )
+            instance = ObjectInstance(number, -1, distractor.shape)
+            placed.append(_Placed(gpu, model, (1.0, 1.0, np.eye(3)), distractor.color, instance))
         for item in placed:
             item.rect, item.depth = self._screen_rect(item, view_projection, view)
         return placed
@@ -637,56 +571,23 @@ class GLRenderer:
         )
         return rect, (float(depth.min()), float(depth.max()))
 
-    def _sample_lights(self, rng: np.random.Generator) -> dict[str, Any]:
-        spec = self.spec
-        count = _integer(rng, spec.light_count)
-        directions = np.zeros((4, 3))
-        colors = np.zeros((4, 3))
-        for i in range(count):
-            elevation = math.radians(_uniform(rng, spec.light_elevation_deg))
-            azimuth = math.radians(_uniform(rng, spec.light_azimuth_deg))
-            directions[i] = [
-                math.cos(elevation) * math.cos(azimuth),
-                math.cos(elevation) * math.sin(azimuth),
-                math.sin(elevation),
-            ]
-            tint = 1 + rng.uniform(-spec.light_color_jitter, spec.light_color_jitter, 3)
-            colors[i] = _uniform(rng, spec.light_intensity) * tint
-        return {
-            "light_count": count,
-            "light_direction": directions,
-            "light_color": colors,
-            "ambient": _uniform(rng, spec.ambient_intensity),
-            "specular": float(rng.uniform(0.0, 0.4)),
-        }
-
-    def _draw_background(self, rng: np.random.Generator, image_jitter: dict[str, Any]) -> None:
-        spec, program = self.spec, self.background_program
-        use_image = bool(self._background_images) and (
-            not spec.backgrounds or rng.uniform() < spec.background_image_probability
-        )
-        kind = -1
-        texture = None
-        if use_image:
-            path = self._background_images[int(rng.integers(len(self._background_images)))]
-            texture = self._background_texture(path)
-            # A random crop covering at least half of each side, flipped half the time.
-            w, h = float(rng.uniform(0.5, 1.0)), float(rng.uniform(0.5, 1.0))
-            x, y = float(rng.uniform(0, 1 - w)), float(rng.uniform(0, 1 - h))
-            crop = (x + w, y, -w, h) if rng.uniform() < 0.5 else (x, y, w, h)
-            program["crop"].value = crop
+    def _draw_background(self, background: BackgroundPlan, image_jitter: dict[str, Any]) -> None:
+        program = self.background_program
+        texture = self._background_texture(Path(background.image)) if background.image is not None else None
         if texture is not None:
             texture.use(location=1)
-        else:
-            choices = spec.backgrounds or PROCEDURAL_BACKGROUNDS
-            kind = PROCEDURAL_BACKGROUNDS.index(choices[int(rng.integers(len(choices)))])
-        angle = float(rng.uniform(0, 2 * math.pi))
+            program["crop"].value = background.crop
+            kind = -1
+        else:  # a procedural kind, or the fallback when the image cannot be read
+            kind = PROCEDURAL_BACKGROUNDS.index(
+                background.kind if background.kind in PROCEDURAL_BACKGROUNDS else background.fallback_kind
+            )
         program["kind"].value = kind
-        program["color_a"].value = tuple(float(c) for c in rng.uniform(0, 1, 3))
-        program["color_b"].value = tuple(float(c) for c in rng.uniform(0, 1, 3))
-        program["direction"].value = (math.cos(angle), math.sin(angle))
-        program["frequency"].value = float(rng.uniform(2, 24))
-        program["offset"].value = tuple(float(c) for c in rng.uniform(0, 100, 2))
+        program["color_a"].value = background.color_a
+        program["color_b"].value = background.color_b
+        program["direction"].value = (math.cos(background.angle), math.sin(background.angle))
+        program["frequency"].value = background.frequency
+        program["offset"].value = background.offset
         program["aspect"].value = self.width / self.height
         self._set_image_jitter(program, image_jitter)
         self.background_vao.render(mode=self.ctx.TRIANGLES, vertices=3)
@@ -701,17 +602,22 @@ class GLRenderer:
         placed: Sequence[_Placed],
         view_projection: np.ndarray,
         eye: np.ndarray,
-        lights: dict[str, Any],
+        plan: ScenePlan,
         image_jitter: dict[str, Any],
     ) -> None:
         program = self.program
         self._set_image_jitter(program, image_jitter)
+        directions = np.zeros((MAX_LIGHTS, 3))
+        colors = np.zeros((MAX_LIGHTS, 3))
+        for index, light in enumerate(plan.lights[:MAX_LIGHTS]):
+            directions[index] = direction(light.elevation_deg, light.azimuth_deg)
+            colors[index] = light.color
         program["eye"].value = tuple(float(c) for c in eye)
-        program["light_count"].value = lights["light_count"]
-        program["light_direction"].write(lights["light_direction"].astype("f4").tobytes())
-        program["light_color"].write(lights["light_color"].astype("f4").tobytes())
-        program["ambient"].value = lights["ambient"]
-        program["specular"].value = lights["specular"]
+        program["light_count"].value = min(len(plan.lights), MAX_LIGHTS)
+        program["light_direction"].write(directions.astype("f4").tobytes())
+        program["light_color"].write(colors.astype("f4").tobytes())
+        program["ambient"].value = plan.ambient
+        program["specular"].value = plan.specular
         for item in placed:
             gpu = item.mesh
             program["mvp"].write(_gl_matrix(view_projection @ item.model))

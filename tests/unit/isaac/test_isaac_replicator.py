@@ -1,7 +1,12 @@
-"""The pure parts of the Isaac Replicator backend: arguments, spec -> Replicator mapping, image jitter."""
+"""The pure parts of the Isaac Replicator backend: arguments, the request, plans -> Replicator mapping, numpy jitter.
+
+The mapping is checked against USD's own transform semantics (usd-core composes the xformOps Replicator
+authors), so an object or light posed by the schedule sits exactly where the GL backend draws it.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -11,10 +16,21 @@ import numpy as np
 import pytest
 
 from isaac_jobs.backends import isaac_replicator as ir
-from isaac_jobs.dataset import frames_for_shard
+from isaac_jobs.scene import SceneSampler, direction, model_matrix
 from isaac_jobs.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[3]
+ASSETS = (
+    ir.RequestAsset("/assets/mug/mug.usd", (0.01, -0.02, 0.05), 0.12),
+    ir.RequestAsset("/assets/can/can.usd", (0.0, 0.0, 0.06), 0.12),
+    ir.RequestAsset("/assets/book/book.usd", (0.1, 0.07, 0.015), 0.2),
+)
+
+
+def request_for(frames: range, **overrides: object) -> ir.RenderRequest:
+    spec = load_spec(None, {"width": 320, "height": 240, **overrides})
+    sampler = SceneSampler(spec, [0, 1, 1])  # asset 0 is class 0; assets 1 and 2 share class 1
+    return ir.RenderRequest(resolution=(320, 240), assets=ASSETS, plans=tuple(sampler.plan(i) for i in frames))
 
 
 def test_module_imports_without_isaac_sim() -> None:
@@ -27,40 +43,25 @@ def test_module_imports_without_isaac_sim() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_parse_args(tmp_path: Path) -> None:
-    args = ir.parse_args(["--meshes", str(tmp_path), "--out", str(tmp_path / "o"), "--shard", "1", "--shards", "3"])
-    assert (args.shard, args.shards, args.config, args.frames) == (1, 3, None, None)
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--shard", "3", "--shards", "3"], "--shard 3: must be in 0..2"),
-        (["--shards", "0"], "--shards 0"),
-        (["--frames", "0"], "--frames 0"),
-        (["--config", "/nonexistent.yaml"], "--config /nonexistent.yaml: no such file"),
-    ],
-)
-def test_parse_args_names_the_bad_argument(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
-) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        ir.parse_args(["--meshes", str(tmp_path), "--out", str(tmp_path / "o"), *extra])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_parse_args_refuses_a_missing_meshes_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        ir.parse_args(["--meshes", str(tmp_path / "nope"), "--out", str(tmp_path)])
-    assert "not a folder" in capsys.readouterr().err
-
-
-def test_command_runs_this_module_with_isaac_python(tmp_path: Path) -> None:
-    argv = ir.command(tmp_path / "m", tmp_path / "o", shard=2, shards=4, config=tmp_path / "c.yaml")
+def test_command_and_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    request = ir.write_request(tmp_path / "request.json", request_for(range(2)))
+    argv = ir.command(request, tmp_path / "work", progress=False)
     assert argv[:3] == [ir.ISAAC_PYTHON, "-m", "isaac_jobs.backends.isaac_replicator"]
-    parsed = ir.build_parser().parse_args(argv[3:])
-    assert (parsed.shard, parsed.shards, parsed.config) == (2, 4, tmp_path / "c.yaml")
+    parsed = ir.parse_args(argv[3:])
+    assert (parsed.request, parsed.out, parsed.no_progress) == (request, tmp_path / "work", True)
+    with pytest.raises(SystemExit) as exit_info:
+        ir.parse_args(["--request", str(tmp_path / "none.json"), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "none.json: no such file" in capsys.readouterr().err
+
+
+def test_the_request_survives_its_file_unchanged(tmp_path: Path) -> None:
+    request = request_for(range(5, 9), background_images_dir=str(REPO / "samples"))
+    assert ir.read_request(ir.write_request(tmp_path / "r.json", request)) == request
+    data = request.to_dict()
+    data["format"] = 99
+    with pytest.raises(ValueError, match="format 99"):
+        ir.RenderRequest.from_dict(json.loads(json.dumps(data)))
 
 
 @pytest.mark.parametrize(("fov", "width", "height"), [(40.0, 640, 640), (60.0, 1280, 720), (25.0, 96, 160)])
@@ -70,119 +71,111 @@ def test_focal_length_gives_the_vertical_fov(fov: float, width: int, height: int
     assert math.degrees(2 * math.atan(vertical_aperture / (2 * focal))) == pytest.approx(fov)
 
 
-def test_camera_follows_the_spec_ranges_and_depends_only_on_seed_and_frame() -> None:
-    spec = load_spec(None, {"camera_target_jitter": 0.0, "seed": 7})
-    for frame in range(20):
-        pose = ir.camera_for_frame(spec, frame)
-        eye = np.array(pose.eye)
-        distance = float(np.linalg.norm(eye))
-        elevation = math.degrees(math.asin(eye[2] / distance))
-        assert spec.camera_distance[0] <= distance <= spec.camera_distance[1]
-        assert spec.camera_elevation_deg[0] - 1e-9 <= elevation <= spec.camera_elevation_deg[1] + 1e-9
-        assert spec.camera_fov_deg[0] <= pose.vertical_fov_deg <= spec.camera_fov_deg[1]
-        assert pose.target == (0.0, 0.0, 0.0)
-    assert ir.camera_for_frame(spec, 3) == ir.camera_for_frame(spec, 3)
-    assert ir.camera_for_frame(spec, 3) != ir.camera_for_frame(spec, 4)
-    other_seed = load_spec(None, {"camera_target_jitter": 0.0, "seed": 8})
-    assert ir.camera_for_frame(other_seed, 3) != ir.camera_for_frame(spec, 3)
+def _usd_matrix(translate: tuple[float, ...], rotate_xyz: tuple[float, ...], scale: tuple[float, ...]) -> np.ndarray:
+    """What USD makes of Replicator's pose ops (translate, rotateXYZ, scale), as a column-vector matrix."""
+    from pxr import Gf, Usd, UsdGeom
+
+    stage = Usd.Stage.CreateInMemory()
+    xform = UsdGeom.Xform.Define(stage, "/prim")
+    xform.AddTranslateOp().Set(Gf.Vec3d(*translate))
+    xform.AddRotateXYZOp().Set(Gf.Vec3f(*rotate_xyz))
+    xform.AddScaleOp().Set(Gf.Vec3f(*scale))
+    return np.array(xform.ComputeLocalToWorldTransform(Usd.TimeCode.Default()), dtype=np.float64).T
 
 
-def test_plan_covers_the_shards_frames_with_the_same_cameras_whatever_the_split() -> None:
-    spec = load_spec(None, {"frames": 10})
-    whole = ir.plan_replicator(spec, shard=0, shards=1, mesh_count=3)
-    parts = [ir.plan_replicator(spec, shard=k, shards=3, mesh_count=3) for k in range(3)]
-    assert [p.frame_indices for p in parts] == [tuple(frames_for_shard(10, k, 3)) for k in range(3)]
-    assert sum((p.cameras for p in parts), ()) == whole.cameras
-    assert len({p.global_seed for p in parts}) == 3
-    assert ir.plan_replicator(spec, shard=1, shards=3, mesh_count=3).global_seed == parts[1].global_seed
+def test_objects_get_one_prim_per_copy_posed_exactly_as_the_gl_backend_places_them() -> None:
+    request = request_for(range(12), objects_per_frame=[2, 6])
+    schedule = ir.replicator_schedule(request)
+    assert schedule.frame_indices == tuple(range(12))
+    for asset in range(len(ASSETS)):
+        most = max(sum(o.asset == asset for o in plan.objects) for plan in request.plans)
+        assert sum(slot.asset == asset for slot in schedule.objects) == most
+    for frame, plan in enumerate(request.plans):
+        shown = [slot for slot in schedule.objects if slot.frames.visible[frame]]
+        assert sorted(slot.asset for slot in shown) == sorted(o.asset for o in plan.objects)
+        for asset in range(len(ASSETS)):
+            slots = [slot for slot in shown if slot.asset == asset]
+            objects = [o for o in plan.objects if o.asset == asset]
+            for slot, obj in zip(slots, objects, strict=True):
+                frames = slot.frames
+                s = frames.scale[frame]
+                usd = _usd_matrix(frames.position[frame], frames.rotation[frame], (s, s, s))
+                gl = model_matrix(
+                    obj.size, obj.rotation_deg, obj.position, ASSETS[asset].center, ASSETS[asset].longest_side
+                )
+                np.testing.assert_allclose(usd, gl, atol=1e-5)
 
 
-def test_plan_maps_counts_ranges_and_lights() -> None:
-    spec = load_spec(
-        None,
-        {
-            "objects_per_frame": [1, 5],
-            "distractors_per_frame": [0, 4],
-            "distractor_shapes": ["capsule", "box"],
-            "light_count": [1, 3],
-            "light_intensity": [0.5, 1.0],
-            "light_elevation_deg": [20, 80],
-            "light_azimuth_deg": [-90, 90],
-            "light_color_jitter": 0.2,
-            "object_size": [0.1, 0.2],
-            "width": 320,
-            "height": 240,
-        },
+def test_distractors_lights_dome_and_camera_follow_the_plans() -> None:
+    request = request_for(
+        range(10),
+        distractors_per_frame=[1, 4],
+        distractor_shapes=["capsule", "box"],
+        light_count=[1, 3],
+        light_color_jitter=0.2,
     )
-    plan = ir.plan_replicator(spec, shard=0, shards=1, mesh_count=2)
-    assert plan.resolution == (320, 240)
-    assert plan.copies_per_mesh == 3  # 5 objects at most from 2 meshes
-    assert plan.object_visible_probability == pytest.approx(3.0 / 6.0)
-    assert plan.object_size == (0.1, 0.2)
-    assert plan.position_min == (spec.position_x[0], spec.position_y[0], spec.position_z[0])
-    assert plan.rotation_max == (spec.rotation_roll_deg[1], spec.rotation_pitch_deg[1], spec.rotation_yaw_deg[1])
-    assert plan.distractor_shapes == ("cylinder", "cube", "cylinder", "cube")
-    assert plan.distractor_visible_probability == pytest.approx(0.5)
-    assert plan.light_slots == 3
-    assert plan.light_visible_probability == pytest.approx(2.0 / 3.0)
-    assert plan.light_intensity == (0.5 * ir.DISTANT_LIGHT_UNIT, 1.0 * ir.DISTANT_LIGHT_UNIT)
-    assert plan.light_rotation_min == (10.0, 0.0, -90.0)  # 90 - highest elevation
-    assert plan.light_rotation_max == (70.0, 0.0, 90.0)
-    assert plan.light_color_min == pytest.approx((0.8, 0.8, 0.8))
+    schedule = ir.replicator_schedule(request)
+    assert {slot.shape for slot in schedule.distractors} <= {"cylinder", "cube"}
+    assert len(schedule.lights) == max(len(plan.lights) for plan in request.plans)
+    for frame, plan in enumerate(request.plans):
+        assert sum(slot.frames.visible[frame] for slot in schedule.distractors) == len(plan.distractors)
+        shown = {
+            (slot.frames.position[frame], slot.frames.scale[frame], slot.frames.color[frame])
+            for slot in schedule.distractors
+            if slot.frames.visible[frame]
+        }
+        assert shown == {(d.position, d.size, d.color) for d in plan.distractors}
+        lights = [light for light in schedule.lights if light.visible[frame]]
+        assert len(lights) == len(plan.lights)
+        for slot, light in zip(lights, plan.lights, strict=True):
+            # The prim's +Z (towards the light) points where the GL backend's light comes from.
+            towards = _usd_matrix((0, 0, 0), slot.rotation[frame], (1, 1, 1))[:3, 2]
+            np.testing.assert_allclose(towards, direction(light.elevation_deg, light.azimuth_deg), atol=1e-5)
+            color = np.asarray(slot.color[frame]) * slot.intensity[frame] / ir.DISTANT_LIGHT_UNIT
+            np.testing.assert_allclose(color, light.color, rtol=1e-6)
+        assert schedule.dome_intensity[frame] == pytest.approx(plan.ambient * ir.DOME_LIGHT_UNIT)
+        assert schedule.camera_eye[frame] == plan.camera.eye
+        assert schedule.camera_target[frame] == plan.camera.target
+        fov = plan.camera.vertical_fov_deg
+        assert schedule.focal_length_mm[frame] == pytest.approx(ir.focal_length_for_fov(fov, 320, 240))
+        assert schedule.backgrounds[frame] == plan.background
 
 
-def test_plan_without_distractors_or_lights() -> None:
-    spec = load_spec(None, {"distractors_per_frame": [0, 0], "light_count": [0, 0]})
-    plan = ir.plan_replicator(spec, shard=0, shards=1, mesh_count=1)
-    assert plan.distractor_shapes == ()
-    assert plan.distractor_visible_probability == 0.0
-    assert plan.light_slots == 0
+def test_a_request_without_assets_is_refused() -> None:
+    request = request_for(range(1))
+    with pytest.raises(ValueError, match="no assets"):
+        ir.replicator_schedule(ir.RenderRequest(request.resolution, (), request.plans))
 
 
-def test_plan_needs_a_mesh() -> None:
-    with pytest.raises(ValueError, match="no meshes"):
-        ir.plan_replicator(load_spec(), shard=0, shards=1, mesh_count=0)
-
-
-def test_image_jitter_is_reproducible_per_frame_and_identity_at_neutral_settings() -> None:
+def test_image_jitter_is_the_identity_at_neutral_settings_and_reproducible() -> None:
     rgb = np.random.default_rng(0).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
-    spec = load_spec()
-    first = ir.jitter_image(rgb, spec, 5)
-    assert first.shape == rgb.shape and first.dtype == np.uint8
-    np.testing.assert_array_equal(first, ir.jitter_image(rgb, spec, 5))
-    assert not np.array_equal(first, ir.jitter_image(rgb, spec, 6))
-    neutral = load_spec(
-        None,
-        {
-            "image_brightness": [1, 1],
-            "image_contrast": [1, 1],
-            "image_saturation": [1, 1],
-            "image_noise": [0, 0],
-        },
-    )
-    np.testing.assert_array_equal(ir.jitter_image(rgb, neutral, 5), rgb)
+    plan = request_for(range(1)).plans[0]
+    neutral = type(plan.image)(brightness=1.0, contrast=1.0, saturation=1.0, noise=0.0, noise_seed=3)
+    np.testing.assert_array_equal(ir.jitter_image(rgb, neutral), rgb)
+    noisy = type(plan.image)(brightness=1.1, contrast=0.9, saturation=1.2, noise=0.05, noise_seed=3)
+    first = ir.jitter_image(rgb, noisy)
+    np.testing.assert_array_equal(first, ir.jitter_image(rgb, noisy))
+    assert not np.array_equal(first, rgb)
 
 
-def test_background_textures_include_user_images_and_procedural_kinds(tmp_path: Path) -> None:
+def test_dome_textures_draw_every_kind_and_crop_user_images(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     from PIL import Image
 
-    user = tmp_path / "user"
-    user.mkdir()
-    Image.new("RGB", (8, 8), (10, 20, 30)).save(user / "a.jpg")
-    (user / "notes.txt").write_text("not an image")
-    spec = load_spec(None, {"background_images_dir": str(user), "backgrounds": ["checker", "solid"]})
-    textures = ir.background_textures(spec, tmp_path / "tex", size=(32, 16))
-    assert textures[0] == user / "a.jpg"
-    assert len(textures) == 1 + 2 * ir.BACKGROUND_TEXTURES
-    for path in textures[1:]:
-        with Image.open(path) as image:
-            assert image.size == (32, 16)
-
-
-def test_every_procedural_kind_draws() -> None:
-    rng = np.random.default_rng(0)
+    background = request_for(range(1)).plans[0].background
     for kind in ("gradient", "noise", "checker", "stripes", "solid"):
-        image = ir.procedural_background(kind, 40, 20, rng)
+        image = ir.dome_texture(replace(background, kind=kind, image=None, crop=None), 7, size=(40, 20))
         assert image.shape == (20, 40, 3) and image.dtype == np.uint8
-    with pytest.raises(ValueError, match="unknown procedural background"):
-        ir.procedural_background("plasma", 4, 4, rng)
+    picture = np.zeros((10, 20, 3), np.uint8)
+    picture[:, 10:] = 255  # right half white
+    Image.fromarray(picture).save(tmp_path / "half.png")
+    left = replace(background, kind="image", image=str(tmp_path / "half.png"), crop=(0.0, 0.0, 0.5, 1.0))
+    assert ir.dome_texture(left, 7, size=(8, 4)).max() == 0
+    mirrored = replace(left, crop=(1.0, 0.0, -0.5, 1.0))  # the right half, mirrored
+    assert ir.dome_texture(mirrored, 7, size=(8, 4)).min() == 255
+    unreadable = replace(left, image=str(tmp_path / "missing.png"))
+    fallback = replace(unreadable, kind=background.fallback_kind, image=None, crop=None)
+    np.testing.assert_array_equal(
+        ir.dome_texture(unreadable, 7, size=(8, 4)), ir.dome_texture(fallback, 7, size=(8, 4))
+    )
