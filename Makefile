@@ -50,6 +50,9 @@ typecheck-only:
 bench-render: setup ## Render throughput: end-to-end frames/s beside the bare render rate
 	$(PY) bench/render_throughput.py
 
+bench-usd: setup ## USD conversion time (sample batch, a 300k-triangle SAM 3D-style GLB) beside loading the meshes alone
+	$(PY) bench/usd_conversion.py
+
 bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs an Ultralytics baseline server
 	$(PY) bench/serving_latency.py
 
@@ -62,4 +65,4 @@ check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templat
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving
+.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving bench-usd

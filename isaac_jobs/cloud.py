@@ -254,12 +254,13 @@ def upload_tree(
     last: str,
     last_body: bytes | None = None,
     progress: bool = True,
+    delete_stale: bool = True,
 ) -> list[str]:
     """Upload ``source`` under ``prefix`` with the file named ``last`` uploaded after every other object.
 
-    ``last_body`` replaces that file's content when given. Objects already under ``prefix`` that this
-    upload does not write (stale leftovers of an earlier failed attempt) are deleted before ``last``
-    goes up. Returns the relative keys uploaded, ``last`` included and last.
+    ``last_body`` replaces that file's content when given. With ``delete_stale``, objects already under
+    ``prefix`` that this upload does not write (stale leftovers of an earlier failed attempt) are deleted
+    before ``last`` goes up. Returns the relative keys uploaded, ``last`` included and last.
     """
     from tqdm import tqdm
 
@@ -273,7 +274,7 @@ def upload_tree(
     for rel in tqdm(ordered, desc=f"upload s3://{bucket}/{prefix}", unit="file", disable=not progress):
         s3.upload_file(str(source / rel), bucket, prefix + rel)
     written = {prefix + r for r in relative}
-    stale = [obj["Key"] for obj in iter_objects(s3, bucket, prefix) if obj["Key"] not in written]
+    stale = [obj["Key"] for obj in iter_objects(s3, bucket, prefix) if obj["Key"] not in written and delete_stale]
     for key in stale:
         log.info("deleting stale s3://%s/%s from an earlier attempt", bucket, key)
         s3.delete_object(Bucket=bucket, Key=key)
@@ -373,7 +374,9 @@ def ensure_assets(
             log.warning("s3://%s/%s is incomplete or altered: preparing the batch again", bucket, prefix)
             shutil.rmtree(assets_dir, ignore_errors=True)
     prepared = prepare_batch(meshes_dir, assets_dir, progress=progress)
-    upload_tree(s3, bucket, assets_dir, prefix, last=contract.ASSET_PLAN_NAME, progress=progress)
+    # Assets of an earlier version of the batch are left in place (the plan lists what belongs to it): a
+    # shard job may write under assets/ but never deletes there.
+    upload_tree(s3, bucket, assets_dir, prefix, last=contract.ASSET_PLAN_NAME, progress=progress, delete_stale=False)
     log.info("%d USD assets uploaded to s3://%s/%s", len(prepared.assets), bucket, prefix)
     return prepared
 

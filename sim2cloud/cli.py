@@ -17,6 +17,7 @@ from sim2cloud import __version__
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("isaac_jobs.commands.render", "Render meshes into a YOLO dataset (or one shard of it)"),
+    "convert": ("isaac_jobs.commands.convert", "Convert meshes into validated USD assets with a per-file report"),
     "finalize": ("isaac_jobs.commands.finalize", "Merge rendered shards into one dataset; manifest.json last"),
     "train": ("sim2cloud.training.cli", "Train a YOLOv8 detector on a dataset (the SageMaker train entrypoint)"),
     "serve": ("sim2cloud.serving.cli", "Serve a model over HTTP with the SageMaker container contract"),

@@ -116,7 +116,8 @@ class RenderStack(PipelineStack):
             render_role,
             names.data_bucket,
             data_key,
-            read=(contract.MESHES_PREFIX,),
+            # assets/ is read too: a shard reuses the USD assets an earlier shard of the batch prepared.
+            read=(contract.MESHES_PREFIX, contract.ASSETS_PREFIX),
             write=(contract.RENDERS_PREFIX, contract.ASSETS_PREFIX),
             nag_scope=render_role,
         )
