@@ -1,6 +1,7 @@
 """Render backends: ``gl`` (moderngl over EGL, runs anywhere) and ``isaac`` (Isaac Sim Replicator).
 
-Both read the same ``SceneSpec`` and produce the same shard layout through ``dataset.ShardWriter``.
+Both render the same per-frame ``scene.ScenePlan`` (drawn by the one ``scene.SceneSampler``) from the batch's
+USD assets; they only render: ``isaac_jobs.shards`` writes, describes and commits every shard.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The GL backend: randomized scenes rendered with moderngl on an EGL standalone context.
+"""The GL backend: scene plans (``isaac_jobs.scene``) rendered with moderngl on an EGL standalone context.
+
+It renders every field of a ``ScenePlan``. From the USD assets (read by ``isaac_jobs.usd_import``, once per
+process, into GPU buffers) it honours geometry, normals, UVs, display colours and the UsdPreviewSurface
+``diffuseColor`` (constant, texture or display-colour reader); the other preview-surface inputs it does not
+(metallic, roughness, specular, emissive, opacity, normal/occlusion maps: lighting is its own Blinn-Phong with
+the plan's per-frame specular strength). Shadows and reflections are not drawn.
 
 On a CPU machine EGL gives Mesa llvmpipe; on an NVIDIA GPU the vendor EGL. One pass draws into two targets
 (MRT): the RGB image and an 8-bit object-id image (0 = background, 1..n = the frame's labelled objects,
