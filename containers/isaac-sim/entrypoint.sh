@@ -10,7 +10,8 @@
 # done), 1 job failure, 2 bad settings or usage, 3 licence not accepted.
 set -euo pipefail
 
-ISAAC_PYTHON="${ISAAC_PYTHON:-/isaac-sim/python.sh}"
+# The job driver's venv (usd-core and friends); it starts Isaac's own Python only to render (see the Dockerfile).
+JOB_PYTHON="${JOB_PYTHON:-/opt/sim2cloud/venv/bin/python}"
 
 usage() {
     echo "usage: entrypoint.sh shard|finalize [--no-progress]" >&2
@@ -39,4 +40,4 @@ case "${ACCEPT_EULA:-}" in
         ;;
 esac
 
-exec "${ISAAC_PYTHON}" -m isaac_jobs.cloud "${mode}" "$@"
+exec "${JOB_PYTHON}" -m isaac_jobs.cloud "${mode}" "$@"

@@ -42,7 +42,7 @@ def test_dockerfile_pins_the_base_keeps_the_user_and_overrides_the_entrypoint() 
 
 
 def run_entrypoint(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "ISAAC_PYTHON": sys.executable}
+    base = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "JOB_PYTHON": sys.executable}
     return subprocess.run(
         ["bash", str(ENTRYPOINT), *args], capture_output=True, text=True, env={**base, **env}, check=False
     )
