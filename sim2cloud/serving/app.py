@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -34,9 +35,10 @@ LOAD_WAIT_SECONDS = 60.0
 class ModelHolder:
     """Loads the detector once (in a thread) and tells whether it is ready."""
 
-    def __init__(self, model_dir: Path, intra_op_threads: int | None) -> None:
+    def __init__(self, model_dir: Path, intra_op_threads: int | None, ready_file: Path | None = None) -> None:
         self.model_dir = model_dir
         self.intra_op_threads = intra_op_threads
+        self.ready_file = ready_file
         self.detector: OnnxDetector | None = None
         self.error: str | None = None
         self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
@@ -51,9 +53,22 @@ class ModelHolder:
         try:
             self.detector = OnnxDetector(self.model_dir, intra_op_threads=self.intra_op_threads)
             LOG.info("model %s loaded (%s)", self.detector.version, ", ".join(self.detector.providers))
+            if self.ready_file is not None:
+                self._announce_ready(self.ready_file, self.detector.version)
         except Exception as error:  # reported by /ping and /invocations as 503
             self.error = f"{type(error).__name__}: {error}"
             LOG.exception("model load failed")
+
+    @staticmethod
+    def _announce_ready(ready_file: Path, version: str) -> None:
+        """The /ping answer the front serves from now on (written whole, then renamed into place)."""
+        partial = ready_file.with_name(f".{ready_file.name}.{os.getpid()}")
+        partial.write_text(json.dumps(ping_ok(version)))
+        partial.replace(ready_file)
+
+
+def ping_ok(version: str) -> dict[str, str]:
+    return {"status": "ok", "model_version": version}
 
 
 def _json(resp: falcon.Response, status: int, document: dict[str, Any]) -> None:
@@ -70,7 +85,7 @@ class PingResource:
         if self.holder.detector is None:
             _json(resp, 503, {"status": "failed" if self.holder.error else "loading", "error": self.holder.error})
         else:
-            _json(resp, 200, {"status": "ok", "model_version": self.holder.detector.version})
+            _json(resp, 200, ping_ok(self.holder.detector.version))
 
 
 class InvocationsResource:
@@ -147,9 +162,12 @@ def _serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.H
     _json(resp, int(error.status_code), {"error": error.title or str(error.status)})
 
 
-def create_app(model_dir: Path, environ: Mapping[str, str], intra_op_threads: int | None = None) -> falcon.App:
-    """One app per worker process: starts loading the model and returns at once."""
-    holder = ModelHolder(model_dir, intra_op_threads)
+def create_app(
+    model_dir: Path, environ: Mapping[str, str], intra_op_threads: int | None = None, ready_file: Path | None = None
+) -> falcon.App:
+    """One app per worker process: starts loading the model and returns at once. ``ready_file`` (from the
+    launcher) receives the /ping answer once the model is loaded, for the front to serve without a worker."""
+    holder = ModelHolder(model_dir, intra_op_threads, ready_file)
     holder.start()
     app = falcon.App()
     app.add_route(contract.PING_PATH, PingResource(holder))

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -287,6 +288,25 @@ def test_front_answers_malformed_http_with_json(server: Server) -> None:
             urllib.request.urlopen(request, timeout=10)
         assert caught.value.code == 404
         assert json.loads(caught.value.read())["error"]
+    server.assert_healthy()
+
+
+def test_ping_answers_while_every_worker_is_busy(server: Server) -> None:
+    """Workers held still (SIGSTOP: as if each ran a long batch) do not delay /ping: the front answers it."""
+    workers = [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", server.log.read_text())]
+    assert len(workers) == WORKERS
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            with urllib.request.urlopen(
+                server.url + contract.PING_PATH, timeout=contract.SERVING_PING_DEADLINE_SECONDS
+            ) as r:
+                assert r.status == 200
+                assert json.loads(r.read())["status"] == "ok"
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
     server.assert_healthy()
 
 
