@@ -207,7 +207,8 @@ def start_front(config: str, work_dir: Path) -> subprocess.Popen[bytes]:
     checked = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, check=False)
     if checked.returncode != 0:
         raise SystemExit(f"sim2cloud serve: nginx refused its configuration: {checked.stderr.strip()}")
-    return subprocess.Popen(command, preexec_fn=_stop_with_parent)
+    # Its own process group, so that stopping it reaches its workers even when its master is gone.
+    return subprocess.Popen(command, preexec_fn=_stop_with_parent, start_new_session=True)
 
 
 class FrontWatch:
@@ -226,13 +227,18 @@ class FrontWatch:
             os.kill(os.getpid(), signal.SIGTERM)  # gunicorn's graceful stop
 
     def stop(self) -> None:
+        """Stops nginx's whole process group: also workers orphaned by a master that was killed outright."""
         self.stopping.set()
-        if self.front.poll() is None:
-            self.front.terminate()
+        for stop_signal in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.front.pid, stop_signal)
+            except ProcessLookupError:
+                return
             try:
                 self.front.wait(timeout=GRACEFUL_TIMEOUT_SECONDS)
+                return
             except subprocess.TimeoutExpired:
-                self.front.kill()
+                continue
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -125,9 +125,12 @@ class Server:
         assert "WORKER TIMEOUT" not in log
         assert self.process.poll() is None
 
-    def stop(self) -> None:
+    def stop_pinger(self) -> None:
         self._stop.set()
         self._pinger.join(timeout=5)
+
+    def stop(self) -> None:
+        self.stop_pinger()
         self.process.terminate()
         self.process.wait(timeout=60)
 
@@ -325,3 +328,37 @@ def test_time_budget_ends_a_long_batch_with_413(model_dir: Path, tmp_path: Path)
         budget.assert_healthy()
     finally:
         budget.stop()
+
+
+def _processes(field: int, value: int, name: str) -> list[int]:
+    """Live processes called ``name`` whose /proc stat field ``field`` (1: parent, 2: process group) is ``value``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, _, rest = stat.read_text().partition(") ")
+        except OSError:
+            continue
+        fields = rest.split()
+        if comm.endswith(f"({name}") and int(fields[field]) == value and fields[0] != "Z":  # Z: exited, unreaped
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_server_stops_when_its_front_dies(model_dir: Path, tmp_path: Path) -> None:
+    """Without nginx nobody can reach the workers: serve stops them and exits non-zero, so the container is
+    replaced instead of answering nothing."""
+    running = Server(model_dir, tmp_path / "serve.log")
+    running.stop_pinger()
+    (front,) = _processes(1, running.process.pid, "nginx")
+    os.kill(front, signal.SIGKILL)  # as the OOM killer would: its worker is orphaned, still holding the port
+    assert running.process.wait(timeout=60) == 1
+    assert "nginx (the front) exited" in running.log.read_text()
+    assert _processes(2, front, "nginx") == []  # the orphaned worker was stopped too
+
+
+def test_bad_limit_stops_serve_before_it_starts(model_dir: Path) -> None:
+    command = [sys.executable, "-m", "sim2cloud.cli", "serve", "--model", str(model_dir), "--port", str(free_port())]
+    env = _env(**{contract.Env.SERVING_MAX_IMAGES: "0"})
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert completed.returncode != 0
+    assert f"{contract.Env.SERVING_MAX_IMAGES}='0' must be positive" in completed.stderr
