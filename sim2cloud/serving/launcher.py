@@ -45,7 +45,6 @@ from gunicorn.app.base import BaseApplication
 from sim2cloud import contract
 from sim2cloud.serving.requests import ServingLimits
 
-LOG = logging.getLogger("sim2cloud.serve")
 WORKER_TIMEOUT_SECONDS = 120
 """A worker silent this long is restarted; the time budget (at most a quarter of it by default) ends every
 request well before."""
@@ -74,12 +73,12 @@ FRONT_ERRORS = {
 }
 FRONT_ERROR_STATUS = {494: 400, 502: 503}
 """Statuses nginx uses internally, mapped to what the client sees (503 for 'not ready', as /ping does)."""
+FRONT_ERROR_PREFIX = "/.sim2cloud-error/"
+"""Internal locations of those answers (``internal``: a client asking for them gets 404)."""
 FRONT_READY_URI = "/.sim2cloud-ready"
 """Internal location serving the ready file as the /ping answer."""
 READY_FILE_NAME = "ping.json"
 """In the server's private directory: written by the first worker whose model loaded (ModelHolder)."""
-FRONT_ERROR_PREFIX = "/.sim2cloud-error/"
-"""Internal locations of those answers (``internal``: a client asking for them gets 404)."""
 ACCESS_LOG_FORMAT = '%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 """gunicorn's default access line with the client's address (nginx forwards it) and the time taken."""
 
