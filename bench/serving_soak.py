@@ -357,10 +357,10 @@ def main() -> int:
     print(f"worker restarts: {restarts} (must be 0)")
     deadline = contract.SERVING_PING_DEADLINE_SECONDS
     print(f"/ping misses (non-200 or over {deadline:g} s): {len(tally.ping_misses)} of {tally.pings} (must be 0)")
-    if samples:
+    if kept:
         print(
-            f"memory (server processes, RSS): {samples[0][1]:.0f} MB at start, {samples[-1][1]:.0f} MB at the end, "
-            f"slope {slope:+.2f} MB/min after {WARM_UP_FRACTION:.0%} warm-up"
+            f"memory (server processes, RSS): {samples[0][1]:.0f} MB at start, {kept[0][1]:.0f} MB after the "
+            f"{kept[0][0]:.0f} s warm-up, {samples[-1][1]:.0f} MB at the end; slope after warm-up {slope:+.2f} MB/min"
         )
     print("answers by kind: " + ", ".join(f"{key}: {n}" for key, n in sorted(tally.statuses.items())))
     if tally.unexpected:
