@@ -56,6 +56,10 @@ bench-usd: setup ## USD conversion time (sample batch, a 300k-triangle SAM 3D-st
 bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs an Ultralytics baseline server
 	$(PY) bench/serving_latency.py
 
+.PHONY: bench-serving-soak
+bench-serving-soak: setup ## Serving soak: 5 minutes of good, hostile and slow clients on loopback (0 5xx, 0 restarts)
+	$(PY) bench/serving_soak.py --seconds 300
+
 synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
 

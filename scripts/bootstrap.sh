@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Sets up everything from a fresh clone: Debian packages for headless GL, a virtualenv with
+# Sets up everything from a fresh clone: Debian packages (headless GL, nginx), a virtualenv with
 # pinned Python packages, and the pinned CDK CLI + Node 22 (for jsii) from npm.
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1)
+# GL: headless rendering; nginx: the serving front (sim2cloud/serving/launcher.py says why).
+DEB_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 nginx)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

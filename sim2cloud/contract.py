@@ -269,6 +269,11 @@ class Env:
     SERVING_MAX_BODY_BYTES: Final = "SIM2CLOUD_MAX_BODY_BYTES"
     SERVING_USER: Final = "SIM2CLOUD_SERVING_USER"  # serving workers drop root to this user (set in the image)
     SERVING_THREADS: Final = "SIM2CLOUD_SERVING_THREADS"  # ONNX Runtime intra-op threads per serving worker
+    # Serving limits (defaults and meaning: SERVING_DEFAULT_* below; parsed by sim2cloud.serving.requests)
+    SERVING_MAX_IMAGES: Final = "SIM2CLOUD_MAX_IMAGES_PER_REQUEST"
+    SERVING_MAX_IMAGE_PIXELS: Final = "SIM2CLOUD_MAX_IMAGE_PIXELS"
+    SERVING_TIME_BUDGET_SECONDS: Final = "SIM2CLOUD_REQUEST_TIME_BUDGET_SECONDS"
+    SERVING_CLIENT_TIMEOUT_SECONDS: Final = "SIM2CLOUD_CLIENT_TIMEOUT_SECONDS"
 
 
 # --------------------------------------------------------------------------------------
@@ -466,6 +471,22 @@ SERVING_CONTENT_TYPES: Final = ("image/jpeg", "image/png", "application/x-image"
 SERVING_DEFAULT_MAX_BODY_BYTES: Final = 20 * 1024 * 1024
 """Request body limit when Env.SERVING_MAX_BODY_BYTES is unset: 20 MiB, below SageMaker real-time inference's
 25 MB payload cap (a 640x640 JPEG is ~100 KB, so batches of base64 images fit); larger bodies get 413."""
+SERVING_DEFAULT_MAX_IMAGES: Final = 64
+"""Images in one JSON request when Env.SERVING_MAX_IMAGES is unset; more get 413 before any is decoded (64
+images of 640x640 take about 2 s on 2 CPU cores, well inside the time budget)."""
+SERVING_DEFAULT_MAX_IMAGE_PIXELS: Final = 40_000_000
+"""Decoded pixels (width x height) per image when Env.SERVING_MAX_IMAGE_PIXELS is unset: 40 MP covers 8K video
+frames (33 MP) and most camera sensors. Checked against the size the image header declares, before decoding,
+so a decompression bomb (a 17 KB PNG declaring 12000x12000) gets 413 without being decompressed."""
+SERVING_DEFAULT_TIME_BUDGET_SECONDS: Final = 30.0
+"""Per-request time budget when Env.SERVING_TIME_BUDGET_SECONDS is unset: a request whose images are still
+unprocessed after this long gets 413 (send fewer images per request) instead of running on; kept below
+SageMaker's 60 s invocation timeout and the serving worker timeout, so no request is cut off mid-answer."""
+SERVING_DEFAULT_CLIENT_TIMEOUT_SECONDS: Final = 10.0
+"""How long the serving front waits for a client's request headers (in total) and between two reads of its body
+when Env.SERVING_CLIENT_TIMEOUT_SECONDS is unset; a client slower than that is disconnected."""
+SERVING_PING_DEADLINE_SECONDS: Final = 2.0
+"""SageMaker's deadline for an answer to GET /ping; an instance that misses it is taken out of service."""
 SERVING_THRESHOLD_ATTRIBUTES: Final = ("conf", "iou", "max_det")
 """Keys accepted in the X-Amzn-SageMaker-Custom-Attributes header, e.g. ``conf=0.4,iou=0.5,max_det=100``."""
 

@@ -33,14 +33,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sim2cloud.serving.launcher import serve_forever
     from sim2cloud.serving.model import default_intra_op_threads, opened_model
-    from sim2cloud.serving.requests import default_workers
+    from sim2cloud.serving.requests import ServingLimits, default_workers
 
     environ = dict(os.environ)
     base = environ.get(contract.Env.SM_BASE_DIR) or contract.SM_DEFAULT_BASE_DIR
     model_path = args.model or Path(contract.SageMakerPaths(base=base).model_dir)
-    port = args.port or int(environ.get(contract.Env.SERVING_PORT) or contract.SERVING_DEFAULT_PORT)
-    workers = args.workers or default_workers(environ)
-    threads = args.threads or int(environ.get(contract.Env.SERVING_THREADS) or default_intra_op_threads(workers))
+    try:  # every setting is checked before the model is unpacked or anything starts
+        port = args.port or int(environ.get(contract.Env.SERVING_PORT) or contract.SERVING_DEFAULT_PORT)
+        workers = args.workers or default_workers(environ)
+        threads = args.threads or int(environ.get(contract.Env.SERVING_THREADS) or default_intra_op_threads(workers))
+        ServingLimits.from_environ(environ)
+    except ValueError as error:
+        raise SystemExit(f"sim2cloud serve: {error}") from None
     try:
         with opened_model(model_path) as model_dir:  # gunicorn exits through SystemExit: the cleanup runs
             serve_forever(model_dir, args.host, port, workers, threads, environ)

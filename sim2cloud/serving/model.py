@@ -32,8 +32,16 @@ CLASS_OFFSET = 7680.0
 """Per-class coordinate offset that turns one NMS pass into class-aware NMS (larger than any image side)."""
 
 
+DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+"""Raster formats a request may carry; PIL's other plugins (EPS runs Ghostscript, ...) are never tried."""
+
+
 class ImageDecodeError(ValueError):
     """The bytes are not a complete image PIL can decode."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """The image declares more pixels than the limit allows (refused before its pixel data is decoded)."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +78,26 @@ class Detection:
         }
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """RGB uint8 HxWx3 array from encoded bytes; truncated or malformed data raises ImageDecodeError."""
+def decode_image(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """RGB uint8 HxWx3 array from encoded bytes; truncated or malformed data raises ImageDecodeError, an image
+    whose header declares more than ``max_pixels`` raises ImageTooLargeError before anything is decompressed."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS) as image:  # reads the header only
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"declares {width}x{height} = {width * height} pixels, above the limit of {max_pixels}"
+                )
             image.load()
             rgb = image.convert("RGB")
+    except ImageDecodeError:
+        raise
     except Image.UnidentifiedImageError as error:
         # PIL's message names an in-memory buffer object; say what the client can act on.
         raise ImageDecodeError(f"not a decodable image ({len(data)} bytes in no known image format)") from error
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # PIL's own guard, far above any sensible max_pixels
+        raise ImageTooLargeError(str(error)) from error
+    except Exception as error:  # PIL decoders fail in many ways (OSError, EOFError, struct.error, ...) on bad bytes
         raise ImageDecodeError(f"not a decodable image: {error}") from error
     return np.asarray(rgb)
 
@@ -202,10 +220,12 @@ class OnnxDetector:
 def opened_model(path: Path) -> Iterator[Path]:
     """``resolve_model_dir`` for the lifetime of a with-block; an extracted archive is removed afterwards."""
     model_dir = resolve_model_dir(path)
+    owner_pid = os.getpid()
     try:
         yield model_dir
     finally:
-        if model_dir != path:
+        # Server workers forked inside the block leave it too (SystemExit); only the process that extracted cleans up.
+        if model_dir != path and os.getpid() == owner_pid:
             shutil.rmtree(model_dir, ignore_errors=True)
 
 

@@ -10,6 +10,7 @@ import binascii
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sim2cloud import contract
@@ -26,14 +27,52 @@ class ClientError(Exception):
         self.message = message
 
 
+def _positive_setting(environ: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> Any:
+    """``environ[name]`` as a positive ``kind``, else ``default``; anything else stops the server at start."""
+    raw = environ.get(name)
+    if not raw:
+        return kind(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if not value > 0:
+        raise ValueError(f"{name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What one request may ask of the server; each is set by the contract variable named beside it."""
+
+    max_body_bytes: int = contract.SERVING_DEFAULT_MAX_BODY_BYTES  # Env.SERVING_MAX_BODY_BYTES
+    max_images: int = contract.SERVING_DEFAULT_MAX_IMAGES  # Env.SERVING_MAX_IMAGES
+    max_image_pixels: int = contract.SERVING_DEFAULT_MAX_IMAGE_PIXELS  # Env.SERVING_MAX_IMAGE_PIXELS
+    time_budget_seconds: float = contract.SERVING_DEFAULT_TIME_BUDGET_SECONDS  # Env.SERVING_TIME_BUDGET_SECONDS
+    client_timeout_seconds: float = contract.SERVING_DEFAULT_CLIENT_TIMEOUT_SECONDS  # Env.SERVING_CLIENT_TIMEOUT_...
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ServingLimits:
+        return cls(
+            max_body_bytes=max_body_bytes(environ),
+            max_images=_positive_setting(environ, contract.Env.SERVING_MAX_IMAGES, cls.max_images, int),
+            max_image_pixels=_positive_setting(
+                environ, contract.Env.SERVING_MAX_IMAGE_PIXELS, cls.max_image_pixels, int
+            ),
+            time_budget_seconds=_positive_setting(
+                environ, contract.Env.SERVING_TIME_BUDGET_SECONDS, cls.time_budget_seconds, float
+            ),
+            client_timeout_seconds=_positive_setting(
+                environ, contract.Env.SERVING_CLIENT_TIMEOUT_SECONDS, cls.client_timeout_seconds, float
+            ),
+        )
+
+
 def max_body_bytes(environ: Mapping[str, str]) -> int:
     """Body limit from SIM2CLOUD_MAX_BODY_BYTES, else contract.SERVING_DEFAULT_MAX_BODY_BYTES."""
-    raw = environ.get(contract.Env.SERVING_MAX_BODY_BYTES)
-    if not raw:
-        return contract.SERVING_DEFAULT_MAX_BODY_BYTES
-    value = int(raw)
-    if value <= 0:
-        raise ValueError(f"{contract.Env.SERVING_MAX_BODY_BYTES}={raw!r} must be a positive byte count")
+    value: int = _positive_setting(
+        environ, contract.Env.SERVING_MAX_BODY_BYTES, contract.SERVING_DEFAULT_MAX_BODY_BYTES, int
+    )
     return value
 
 
@@ -74,12 +113,14 @@ def _b64(value: Any, where: str) -> bytes:
         raise ClientError(400, f"{where}: not valid base64") from None
 
 
-def images_from_json(body: bytes) -> list[bytes]:
+def images_from_json(body: bytes, max_images: int = contract.SERVING_DEFAULT_MAX_IMAGES) -> list[bytes]:
     """Encoded images from ``{"image": b64}``, ``{"image": [b64, ...]}``, ``{"images": [...]}`` or a list of
-    ``{"image": b64}`` objects."""
+    ``{"image": b64}`` objects; more than ``max_images`` is a 413 before anything is decoded."""
     try:
         document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:  # thousands of nested brackets: the parser recurses once per level
+        raise ClientError(400, "body is not valid JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, and e.g. integers over 4300 digits
         raise ClientError(400, f"body is not valid JSON: {error}") from None
     items: list[Any]
     if isinstance(document, dict) and ("image" in document or "images" in document):
@@ -95,17 +136,25 @@ def images_from_json(body: bytes) -> list[bytes]:
         raise ClientError(400, 'JSON body must be {"image": "<base64>"}, {"images": [...]} or a list of them')
     if not items:
         raise ClientError(400, "JSON body holds no images")
+    if len(items) > max_images:
+        raise ClientError(
+            413,
+            f"{len(items)} images in one request; the limit is {max_images} ({contract.Env.SERVING_MAX_IMAGES}): "
+            "split them over several requests",
+        )
     return [_b64(item, f"image[{index}]") for index, item in enumerate(items)]
 
 
-def images_from_body(content_type: str | None, body: bytes) -> list[bytes]:
+def images_from_body(
+    content_type: str | None, body: bytes, max_images: int = contract.SERVING_DEFAULT_MAX_IMAGES
+) -> list[bytes]:
     kind = media_type(content_type)
     if kind in RAW_IMAGE_TYPES:
         if not body:
             raise ClientError(400, "empty body: expected image bytes")
         return [body]
     if kind == JSON_TYPE:
-        return images_from_json(body)
+        return images_from_json(body, max_images)
     raise ClientError(
         415, f"unsupported content type {kind or '(none)'!r}; use one of {', '.join(contract.SERVING_CONTENT_TYPES)}"
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +89,20 @@ def build_tiny_dataset(root: Path, train_images: int = 16, val_images: int = 8, 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return build_tiny_dataset(tmp_path / "dataset")
+
+
+def png_declaring(width: int, height: int, with_pixels: bool = False) -> bytes:
+    """An RGB PNG of the given size. Without pixels it ends before any pixel data: decoding fails as truncated, so
+    only a check of the declared size can refuse it as too large. With pixels (all black, streamed through zlib
+    row by row) it is a decompression bomb: 12000x12000 is about 420 KB that decodes to 432 MB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = b""
+    if with_pixels:
+        compressor = zlib.compressobj(9)
+        row = bytes(1 + 3 * width)  # filter byte + RGB
+        pixels = chunk(b"IDAT", b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")

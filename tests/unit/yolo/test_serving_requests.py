@@ -135,3 +135,84 @@ def test_default_intra_op_threads(workers: int, cores: int, threads: int) -> Non
     from sim2cloud.serving.model import default_intra_op_threads
 
     assert default_intra_op_threads(workers, cores=cores) == threads
+
+
+def test_serving_limits_from_the_contract_variables() -> None:
+    from sim2cloud.serving.requests import ServingLimits
+
+    defaults = ServingLimits.from_environ({})
+    assert defaults == ServingLimits()
+    assert defaults.max_images == contract.SERVING_DEFAULT_MAX_IMAGES
+    assert defaults.max_image_pixels == contract.SERVING_DEFAULT_MAX_IMAGE_PIXELS
+    assert defaults.time_budget_seconds == contract.SERVING_DEFAULT_TIME_BUDGET_SECONDS
+    assert defaults.client_timeout_seconds == contract.SERVING_DEFAULT_CLIENT_TIMEOUT_SECONDS
+    env = contract.Env
+    custom = ServingLimits.from_environ(
+        {
+            env.SERVING_MAX_BODY_BYTES: "1000",
+            env.SERVING_MAX_IMAGES: "3",
+            env.SERVING_MAX_IMAGE_PIXELS: "4096",
+            env.SERVING_TIME_BUDGET_SECONDS: "2.5",
+            env.SERVING_CLIENT_TIMEOUT_SECONDS: "4",
+        }
+    )
+    assert custom == ServingLimits(1000, 3, 4096, 2.5, 4.0)
+    for name, raw in (
+        (env.SERVING_MAX_IMAGES, "0"),
+        (env.SERVING_MAX_IMAGE_PIXELS, "2.5"),
+        (env.SERVING_TIME_BUDGET_SECONDS, "-1"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            ServingLimits.from_environ({name: raw})
+
+
+def test_hostile_json_bodies_are_client_errors() -> None:
+    one = base64.b64encode(_png()).decode()
+    with pytest.raises(ClientError, match="nested too deeply") as nested:
+        images_from_body("application/json", b"[" * 100_000)
+    assert nested.value.status == 400
+    with pytest.raises(ClientError) as huge_number:
+        images_from_body("application/json", b'{"image": ' + b"9" * 5000 + b"}")
+    assert huge_number.value.status == 400
+    # Over the image limit: 413 before any item is decoded (the last one is not even base64).
+    with pytest.raises(ClientError, match=contract.Env.SERVING_MAX_IMAGES) as too_many:
+        images_from_body("application/json", json.dumps({"images": [one, one, "***"]}).encode(), max_images=2)
+    assert too_many.value.status == 413
+    assert images_from_body("application/json", json.dumps({"images": [one, one]}).encode(), max_images=2) == [
+        _png(),
+        _png(),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL's own, at open, above 89 MP
+def test_decode_refuses_a_declared_size_over_the_pixel_limit_before_decoding() -> None:
+    from sim2cloud.serving.model import ImageTooLargeError
+
+    from .conftest import png_declaring
+
+    with pytest.raises(ImageTooLargeError, match="12000x12000"):
+        decode_image(png_declaring(12000, 12000), max_pixels=40_000_000)
+    with pytest.raises(ImageDecodeError) as truncated:  # within the limit, so decoding starts and fails
+        decode_image(png_declaring(100, 100), max_pixels=40_000_000)
+    assert not isinstance(truncated.value, ImageTooLargeError)
+    assert decode_image(_png(40, 30), max_pixels=40 * 30).shape == (30, 40, 3)
+    with pytest.raises(ImageTooLargeError):
+        decode_image(_png(40, 30), max_pixels=40 * 30 - 1)
+
+
+def test_front_error_answers_are_json() -> None:
+    import re
+    from pathlib import Path
+
+    from sim2cloud.serving.launcher import FRONT_ERRORS, nginx_config
+    from sim2cloud.serving.requests import ServingLimits
+
+    config = nginx_config(
+        "127.0.0.1", 8080, Path("/run/x.sock"), Path("/run/x"), ServingLimits(max_body_bytes=1234), None
+    )
+    answers = re.findall(r"return (\d+) '(.*)\\n';", config)
+    assert len(answers) == len(FRONT_ERRORS)
+    for _status, body in answers:
+        assert json.loads(body)["error"]
+    assert "client_max_body_size 1234;" in config
+    assert "(SIM2CLOUD_MAX_BODY_BYTES)" in dict(answers)["413"]
