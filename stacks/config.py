@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import aws_cdk as cdk
 
-from sim2cloud import __version__
+from sim2cloud import __version__, contract
 
-PROJECT = "Sim2Cloud"
+PROJECT = contract.STACK_NAME_PREFIX
 """Stack-name prefix: ``Sim2Cloud-<env>-<Lifecycle>``."""
 RESOURCE_PREFIX = "sim2cloud"
 """Lower-case prefix for the few physical names we fix (endpoint, queue, functions) so dashboards and alarms
@@ -163,7 +163,7 @@ class EnvironmentSettings:
         return cdk.Environment(account=self.account, region=self.region)
 
     def stack_name(self, lifecycle: str) -> str:
-        return f"{PROJECT}-{self.name}-{lifecycle}"
+        return contract.stack_name(self.name, lifecycle)
 
     def resource_name(self, suffix: str) -> str:
         """Physical name for resources referenced by name elsewhere (dashboard, alarms, workflows)."""

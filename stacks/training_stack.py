@@ -328,7 +328,8 @@ class TrainingStack(PipelineStack):
             )
             alarm.add_alarm_action(cw_actions.SnsAction(failure_topic))
 
-        cdk.CfnOutput(self, "ModelPackageGroupName", value=names.model_package_group)
+        cdk.CfnOutput(self, contract.MODEL_PACKAGE_GROUP_OUTPUT, value=names.model_package_group)
+        cdk.CfnOutput(self, contract.RENDER_LAUNCHER_OUTPUT, value=names.render_launcher_function)
 
     def _rule(self, construct_id: str, pattern: dict[str, Any], target: Any) -> events.Rule:
         dlq = dead_letter_queue(self, f"{construct_id}TargetDlq", key=self.key)
