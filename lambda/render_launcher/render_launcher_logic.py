@@ -122,8 +122,8 @@ class RenderLauncherSettings:
         render_job_definition = reader.text(Env.RENDER_JOB_DEFINITION)
         finalize_job_definition = reader.text(Env.FINALIZE_JOB_DEFINITION)
         quiet_period_seconds = reader.integer(Env.QUIET_PERIOD_SECONDS, default=300, minimum=0)
+        limits = BatchLimits.read(reader)
         reader.raise_if_problems("render launcher")
-        limits = BatchLimits.from_env(env)
         return cls(
             bucket=bucket,
             job_queue=job_queue,
@@ -236,13 +236,18 @@ class BatchLimits:
     def from_env(cls, env: Mapping[str, str]) -> BatchLimits:
         """The limits a launcher with environment ``env`` applies (its defaults where a variable is unset)."""
         reader = EnvReader(env)
-        limits = cls(
+        limits = cls.read(reader)
+        reader.raise_if_problems("render launcher limits")
+        return limits
+
+    @classmethod
+    def read(cls, reader: EnvReader) -> BatchLimits:
+        """The limits from ``reader`` (problems are collected by the reader, raised by its owner)."""
+        return cls(
             max_mesh_bytes=reader.integer(Env.MAX_MESH_BYTES, default=512 * 1024 * 1024, minimum=1),
             default_frames=reader.integer(Env.DEFAULT_FRAMES, default=500, minimum=1),
             frames_per_shard=reader.integer(Env.FRAMES_PER_SHARD, default=50, minimum=1),
         )
-        reader.raise_if_problems("render launcher limits")
-        return limits
 
 
 @dataclass(frozen=True)
