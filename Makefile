@@ -74,10 +74,12 @@ STACK = Sim2Cloud-$(ENV)
 # Context of every cdk command below. AWS_ACCOUNT_ID/AWS_REGION pin the target (else the CLI's profile);
 # GITHUB_REPOSITORY (owner/name; GitHub Actions sets it) is the only repository the CiAccess roles trust:
 # without it that stack is not created. OIDC_SUBJECT_REPOSITORY: the immutable sub-claim form, if used.
+# CREATE_OIDC_PROVIDER=false for the second environment of one account (one GitHub OIDC provider per account).
 CDK_CONTEXT = -c env=$(ENV) -c image_tag=$(IMAGE_TAG) \
 	$(if $(AWS_ACCOUNT_ID),-c account=$(AWS_ACCOUNT_ID)) $(if $(AWS_REGION),-c region=$(AWS_REGION)) \
 	$(if $(GITHUB_REPOSITORY),-c github_repository=$(GITHUB_REPOSITORY)) \
-	$(if $(OIDC_SUBJECT_REPOSITORY),-c github_subject_repository=$(OIDC_SUBJECT_REPOSITORY))
+	$(if $(OIDC_SUBJECT_REPOSITORY),-c github_subject_repository=$(OIDC_SUBJECT_REPOSITORY)) \
+	$(if $(CREATE_OIDC_PROVIDER),-c create_oidc_provider=$(CREATE_OIDC_PROVIDER))
 FOUNDATION_STACKS = $(STACK)-Storage $(STACK)-Monitoring $(STACK)-Registries $(if $(GITHUB_REPOSITORY),$(STACK)-CiAccess)
 PIPELINE_STACKS = $(STACK)-Render $(STACK)-Training $(STACK)-Endpoint
 CDK_DEPLOY = npx cdk deploy --exclusively --require-approval $(CDK_APPROVAL) --progress events
