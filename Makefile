@@ -57,7 +57,7 @@ synth: setup ## Synthesize every stack of every environment (cdk-nag runs in syn
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
 
 check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templates of every environment
-	$(PY) scripts/check_infra.py --out cdk.out/check
+	$(PY) scripts/check_infra.py --out cdk.out/check $(if $(GITHUB_REPOSITORY),--github-repository $(GITHUB_REPOSITORY))
 
 lint-workflows: setup ## actionlint and zizmor over .github/workflows (offline; an ignore needs a reason beside it)
 	$(BIN)/actionlint
