@@ -50,7 +50,7 @@ def _web_identity_subjects(templates: dict[str, dict[str, Any]]) -> list[str]:
 
 @pytest.mark.parametrize("name", ENVIRONMENTS)
 def test_no_repository_named_means_no_ci_stack_and_no_trust(
-    name: str, without_repository: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+    name: str, without_repository: dict[str, dict[str, Any]]
 ) -> None:
     templates = without_repository[name]
     assert "CiAccess" not in templates

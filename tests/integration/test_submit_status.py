@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with runner.moto_server() as endpoint:
         import boto3
 
+        # moto's state lives in the process, shared by every server it starts: begin and end empty, so this
+        # module neither sees nor leaves another test's resources.
+        _reset_moto(endpoint)
         resources = runner.create_resources(root / "work")
         environments = runner.function_environments(resources, frames_per_shard=4)
         functions = {
@@ -39,7 +43,18 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             )
             for name in ("render_launcher", "training_launcher")
         }
-        yield {"endpoint": endpoint, "resources": resources, "functions": functions, "s3": boto3.client("s3")}
+        try:
+            yield {"endpoint": endpoint, "resources": resources, "functions": functions, "s3": boto3.client("s3")}
+        finally:
+            _reset_moto(endpoint)
+
+
+def _reset_moto(endpoint: str) -> None:
+    """moto's documented reset endpoint; its Batch settings are set again after it."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+    runner.configure_moto(endpoint)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
