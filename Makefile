@@ -96,8 +96,9 @@ deploy-pipeline: setup ## Deploy wave 2 of ENV, running IMAGE_TAG: Render, Train
 diff: setup ## cdk diff of every stack of ENV against the deployed ones (read-only credentials suffice)
 	npx cdk diff --all $(CDK_CONTEXT)
 
+.PHONY: lint-workflows smoke-container deploy-foundation images deploy-pipeline diff
+
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving
-.PHONY: lint-workflows smoke-container deploy-foundation images deploy-pipeline diff

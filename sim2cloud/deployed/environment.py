@@ -82,15 +82,19 @@ def _outputs(cloudformation: Any, stack: str) -> dict[str, str]:
 
 def _from_stacks(name: str, endpoint_url: str | None) -> DeployedEnvironment:
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    cloudformation = boto3.client("cloudformation")
-    storage = _outputs(cloudformation, contract.stack_name(name, "Storage"))
-    training = _outputs(cloudformation, contract.stack_name(name, "Training"))
-    launcher = training.get(contract.RENDER_LAUNCHER_OUTPUT)
-    environment: dict[str, str] = {}
-    if launcher:
+    try:
+        cloudformation = boto3.client("cloudformation")
+        storage = _outputs(cloudformation, contract.stack_name(name, "Storage"))
+        training = _outputs(cloudformation, contract.stack_name(name, "Training"))
+        launcher = training[contract.RENDER_LAUNCHER_OUTPUT]
         configuration = boto3.client("lambda").get_function_configuration(FunctionName=launcher)
-        environment = dict(configuration.get("Environment", {}).get("Variables", {}))
+    except KeyError as err:
+        raise EnvironmentNotFound(f"environment {name!r}: its stacks have no output {err} (deploy them again)") from err
+    except (BotoCoreError, ClientError) as err:
+        raise EnvironmentNotFound(f"environment {name!r}: {err} (AWS credentials and region for its account?)") from err
+    environment = dict(configuration.get("Environment", {}).get("Variables", {}))
     return DeployedEnvironment(
         name,
         storage[contract.DATA_BUCKET_OUTPUT],

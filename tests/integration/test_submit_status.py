@@ -175,3 +175,49 @@ def test_status_of_an_unknown_run_or_environment_says_so(
     assert code == 1 and "no run 'no-such-run'" in output
     code, output = _cli(capsys, "status", "--env", "local")
     assert code == 1 and "--aws-endpoint" in output
+
+
+def test_a_deployed_environment_is_found_from_its_stack_outputs(
+    local: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--env <name>`` reads the bucket, the package group and the render launcher from the stacks' outputs, and
+    judges with the limits the deployed launcher has (here a 100-byte mesh limit in its environment)."""
+    import io
+    import zipfile
+
+    import boto3
+
+    resources, name = local["resources"], "staging"
+    role = boto3.client("iam").create_role(RoleName="staging-launcher", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    boto3.client("lambda").create_function(
+        FunctionName="sim2cloud-staging-render-launcher",
+        Runtime="python3.12",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": bundle.getvalue()},
+        Environment={"Variables": {"SIM2CLOUD_MAX_MESH_BYTES": "100"}},
+    )
+    outputs = {
+        "Storage": {contract.DATA_BUCKET_OUTPUT: resources.bucket},
+        "Training": {
+            contract.MODEL_PACKAGE_GROUP_OUTPUT: resources.model_package_group,
+            contract.RENDER_LAUNCHER_OUTPUT: "sim2cloud-staging-render-launcher",
+        },
+    }
+    for lifecycle, values in outputs.items():
+        template = {
+            "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+            "Outputs": {key: {"Value": value} for key, value in values.items()},
+        }
+        boto3.client("cloudformation").create_stack(
+            StackName=contract.stack_name(name, lifecycle), TemplateBody=json.dumps(template)
+        )
+    folder = _batch(tmp_path, "limited")
+    code, output = _cli(capsys, "submit", str(folder), "--env", name, "--aws-endpoint", local["endpoint"])
+    assert code == 2, output
+    assert "over the limit of 100 bytes (SIM2CLOUD_MAX_MESH_BYTES)" in output
+    code, output = _cli(capsys, "status", "--env", "nowhere", "--aws-endpoint", local["endpoint"])
+    assert code == 1 and "Sim2Cloud-nowhere-Storage" in output
