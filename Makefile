@@ -64,7 +64,46 @@ synth: setup ## Synthesize every stack of every environment (cdk-nag runs in syn
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
 
 check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templates of every environment
-	$(PY) scripts/check_infra.py --out cdk.out/check
+	$(PY) scripts/check_infra.py --out cdk.out/check $(if $(GITHUB_REPOSITORY),--github-repository $(GITHUB_REPOSITORY))
+
+lint-workflows: setup ## actionlint and zizmor over .github/workflows (offline; an ignore needs a reason beside it)
+	$(BIN)/actionlint
+	$(BIN)/zizmor --offline .github/workflows
+
+smoke-container: setup ## Build the YOLO image (VARIANT=cpu) and smoke-run its train and serve entrypoints (needs Docker)
+	scripts/container_smoke.sh
+
+# --- Deploying one environment (README "Deploy to your account"): make <target> ENV=dev ----------------------
+ENV ?= dev
+IMAGE_TAG ?= $(shell git rev-parse HEAD 2>/dev/null)
+CDK_APPROVAL ?= broadening
+STACK = Sim2Cloud-$(ENV)
+# Context of every cdk command below. AWS_ACCOUNT_ID/AWS_REGION pin the target (else the CLI's profile);
+# GITHUB_REPOSITORY (owner/name; GitHub Actions sets it) is the only repository the CiAccess roles trust:
+# without it that stack is not created. OIDC_SUBJECT_REPOSITORY: the immutable sub-claim form, if used.
+# CREATE_OIDC_PROVIDER=false for the second environment of one account (one GitHub OIDC provider per account).
+CDK_CONTEXT = -c env=$(ENV) -c image_tag=$(IMAGE_TAG) \
+	$(if $(AWS_ACCOUNT_ID),-c account=$(AWS_ACCOUNT_ID)) $(if $(AWS_REGION),-c region=$(AWS_REGION)) \
+	$(if $(GITHUB_REPOSITORY),-c github_repository=$(GITHUB_REPOSITORY)) \
+	$(if $(OIDC_SUBJECT_REPOSITORY),-c github_subject_repository=$(OIDC_SUBJECT_REPOSITORY)) \
+	$(if $(CREATE_OIDC_PROVIDER),-c create_oidc_provider=$(CREATE_OIDC_PROVIDER))
+FOUNDATION_STACKS = $(STACK)-Storage $(STACK)-Monitoring $(STACK)-Registries $(if $(GITHUB_REPOSITORY),$(STACK)-CiAccess)
+PIPELINE_STACKS = $(STACK)-Render $(STACK)-Training $(STACK)-Endpoint
+CDK_DEPLOY = npx cdk deploy --exclusively --require-approval $(CDK_APPROVAL) --progress events
+
+deploy-foundation: setup ## Deploy wave 1 of ENV: Storage, Monitoring, Registries (+ CiAccess when GITHUB_REPOSITORY is set)
+	$(CDK_DEPLOY) $(FOUNDATION_STACKS) $(CDK_CONTEXT)
+
+images: setup ## Build the YOLO (gpu, cpu) and Isaac Sim images and push them to ENV's repositories as IMAGE_TAG
+	ENV=$(ENV) IMAGE_TAG=$(IMAGE_TAG) scripts/build_images.sh
+
+deploy-pipeline: setup ## Deploy wave 2 of ENV, running IMAGE_TAG: Render, Training, Endpoint (no endpoint until a model is approved)
+	$(CDK_DEPLOY) $(PIPELINE_STACKS) $(CDK_CONTEXT)
+
+diff: setup ## cdk diff of every stack of ENV against the deployed ones (read-only credentials suffice)
+	npx cdk diff --all $(CDK_CONTEXT)
+
+.PHONY: lint-workflows smoke-container deploy-foundation images deploy-pipeline diff
 
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Synthesize every environment (with cdk-nag) and run cfn-lint and checkov over its templates.
 
-    .venv/bin/python scripts/check_infra.py [--env dev --env prod] [--out DIR]
+    .venv/bin/python scripts/check_infra.py [--env dev --env prod] [--out DIR] [--github-repository OWNER/NAME]
+
+The CiAccess stack exists only for a named GitHub repository: give one (``make check-infra`` passes
+``$GITHUB_REPOSITORY``, which GitHub Actions sets) to check it too.
 
 Exit status 0 when every environment synthesizes with no unacknowledged cdk-nag finding and both scanners
 report nothing; 1 otherwise (the findings are printed). ``make check-infra`` runs it.
@@ -27,13 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", action="append", choices=ENVIRONMENTS, help="environment (default: all)")
     parser.add_argument("--out", type=Path, help="where the cloud assemblies go (default: a temp dir)")
+    parser.add_argument("--github-repository", help="owner/name the CiAccess roles trust (else no CiAccess stack)")
     args = parser.parse_args(argv)
+    context = {"github_repository": args.github_repository} if args.github_repository else {}
     out = args.out or Path(tempfile.mkdtemp(prefix="sim2cloud-synth-"))
     failed = False
     for name in args.env or ENVIRONMENTS:
         assembly = out / name
         started = time.perf_counter()
-        app, stacks = build_app(name, outdir=str(assembly))
+        app, stacks = build_app(name, outdir=str(assembly), context=context)
         try:
             app.synth()
         except Exception as error:  # jsii raises its own error types; the message carries the nag report

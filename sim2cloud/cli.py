@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("sim2cloud.serving.cli", "Serve a model over HTTP with the SageMaker container contract"),
     "evaluate": ("sim2cloud.evaluation.cli", "mAP of a model file or a running endpoint on a dataset"),
     "demo": ("sim2cloud.local.cli", "The whole pipeline on one machine: moto as AWS, the real Lambdas and jobs"),
+    "submit": ("sim2cloud.deployed.submit", "Validate a local mesh batch with the launcher's rules, then upload it"),
+    "status": ("sim2cloud.deployed.status", "Each run's stage (render .. package), timings, failures, report"),
 }
 
 

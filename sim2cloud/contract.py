@@ -521,3 +521,20 @@ def batch_job_failed_pattern(job_queue_arn: str) -> dict[str, Any]:
 
 DATA_CAPTURE_PREFIX: Final = "capture/"
 """Endpoint data capture (requests/responses) when the environment enables it: ``capture/<endpoint>/...``."""
+
+
+# --------------------------------------------------------------------------------------
+# Deployed environments: where ``sim2cloud submit``/``status`` find an environment's resources
+# --------------------------------------------------------------------------------------
+STACK_NAME_PREFIX: Final = "Sim2Cloud"
+"""CloudFormation stack names are ``Sim2Cloud-<environment>-<Lifecycle>`` (stacks/config.py builds them)."""
+DATA_BUCKET_OUTPUT: Final = "DataBucketName"
+"""Output of the Storage stack: the environment's data bucket."""
+MODEL_PACKAGE_GROUP_OUTPUT: Final = "ModelPackageGroupName"
+"""Output of the Training stack: the model package group the gate registers in."""
+RENDER_LAUNCHER_OUTPUT: Final = "RenderLauncherFunctionName"
+"""Output of the Training stack: the render launcher, whose environment holds the batch limits it applies."""
+
+
+def stack_name(environment: str, lifecycle: str) -> str:
+    return f"{STACK_NAME_PREFIX}-{environment}-{lifecycle}"

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import aws_cdk as cdk
 
-from sim2cloud import __version__
+from sim2cloud import __version__, contract
 
-PROJECT = "Sim2Cloud"
+PROJECT = contract.STACK_NAME_PREFIX
 """Stack-name prefix: ``Sim2Cloud-<env>-<Lifecycle>``."""
 RESOURCE_PREFIX = "sim2cloud"
 """Lower-case prefix for the few physical names we fix (endpoint, queue, functions) so dashboards and alarms
@@ -100,8 +100,10 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class CiSettings:
-    github_repository: str
-    """``owner/name`` allowed to assume the deploy role through GitHub OIDC."""
+    github_repository: str | None
+    """``owner/name`` allowed to assume the deploy role through GitHub OIDC. None (the default: nobody named
+    one) leaves the CiAccess stack out, so no role trusts a repository the deploying user did not name. Set it
+    with ``-c github_repository=owner/name`` or a ``github_repository`` entry in cdk.json's context."""
     github_environment: str
     """GitHub environment name the workflow job must run in (the trust policy pins it)."""
     create_oidc_provider: bool = True
@@ -113,7 +115,19 @@ class CiSettings:
     @property
     def subject(self) -> str:
         """The exact ``sub`` claim of a job of this repository running in this GitHub environment."""
-        return f"repo:{self.subject_repository or self.github_repository}:environment:{self.github_environment}"
+        return f"repo:{self._subject_repository}:environment:{self.github_environment}"
+
+    @property
+    def pull_request_subject(self) -> str:
+        """The ``sub`` claim of a pull-request job of this repository (the read-only ``cdk diff`` role's trust).
+        GitHub gives pull requests from forks no OIDC token, so only branches of this repository match."""
+        return f"repo:{self._subject_repository}:pull_request"
+
+    @property
+    def _subject_repository(self) -> str:
+        if self.github_repository is None:
+            raise ValueError("no GitHub repository named (-c github_repository=owner/name): nothing to trust")
+        return self.subject_repository or self.github_repository
 
 
 @dataclass(frozen=True)
@@ -149,14 +163,14 @@ class EnvironmentSettings:
         return cdk.Environment(account=self.account, region=self.region)
 
     def stack_name(self, lifecycle: str) -> str:
-        return f"{PROJECT}-{self.name}-{lifecycle}"
+        return contract.stack_name(self.name, lifecycle)
 
     def resource_name(self, suffix: str) -> str:
         """Physical name for resources referenced by name elsewhere (dashboard, alarms, workflows)."""
         return f"{RESOURCE_PREFIX}-{self.name}-{suffix}"
 
 
-def _dev(account: str, region: str, repository: str) -> EnvironmentSettings:
+def _dev(account: str, region: str, repository: str | None) -> EnvironmentSettings:
     return EnvironmentSettings(
         name="dev",
         account=account,
@@ -188,7 +202,7 @@ def _dev(account: str, region: str, repository: str) -> EnvironmentSettings:
     )
 
 
-def _prod(account: str, region: str, repository: str) -> EnvironmentSettings:
+def _prod(account: str, region: str, repository: str | None) -> EnvironmentSettings:
     return EnvironmentSettings(
         name="prod",
         account=account,
@@ -226,8 +240,8 @@ def _prod(account: str, region: str, repository: str) -> EnvironmentSettings:
 _FACTORIES = {"dev": _dev, "prod": _prod}
 ENVIRONMENTS: tuple[str, ...] = tuple(_FACTORIES)
 
-DEFAULT_GITHUB_REPOSITORY = "sim2cloud/sim2cloud"
-"""Overridden with ``-c github_repository=owner/name``."""
+_GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_GITHUB_SUBJECT_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}@[0-9]+/[A-Za-z0-9._-]{1,100}@[0-9]+$")
 
 
 def load_settings(name: str, context: Mapping[str, Any] | None = None) -> EnvironmentSettings:
@@ -238,18 +252,32 @@ def load_settings(name: str, context: Mapping[str, Any] | None = None) -> Enviro
         raise ValueError(f"unknown environment {name!r} (-c env=...): choose one of {', '.join(ENVIRONMENTS)}")
     account = str(context.get("account") or os.environ.get("CDK_DEFAULT_ACCOUNT") or PLACEHOLDER_ACCOUNT)
     region = str(context.get("region") or os.environ.get("CDK_DEFAULT_REGION") or PLACEHOLDER_REGION)
-    repository = str(context.get("github_repository") or DEFAULT_GITHUB_REPOSITORY)
+    repository = _checked_repository(context.get("github_repository"))
     settings = _FACTORIES[name](account, region, repository)
     if context.get("github_subject_repository"):
-        settings = replace(
-            settings, ci=replace(settings.ci, subject_repository=str(context["github_subject_repository"]))
-        )
+        subject_repository = str(context["github_subject_repository"])
+        if repository is None or not _GITHUB_SUBJECT_REPOSITORY.match(subject_repository):
+            raise ValueError(
+                f"-c github_subject_repository={subject_repository!r}: give it with -c github_repository=owner/name,"
+                " in the immutable-claim form owner@<org id>/name@<repo id>"
+            )
+        settings = replace(settings, ci=replace(settings.ci, subject_repository=subject_repository))
     if context.get("image_tag"):
         settings = replace(settings, image_tag=_checked_image_tag(str(context["image_tag"])))
     if context.get("create_oidc_provider") is not None:
         flag = str(context["create_oidc_provider"]).lower() in {"1", "true", "yes"}
         settings = replace(settings, ci=replace(settings.ci, create_oidc_provider=flag))
     return settings
+
+
+def _checked_repository(value: Any) -> str | None:
+    """``owner/name`` as GitHub spells it, or None when no repository was named (never a default)."""
+    if value is None or str(value).strip() == "":
+        return None
+    repository = str(value).strip()
+    if not _GITHUB_REPOSITORY.match(repository):
+        raise ValueError(f"-c github_repository={repository!r}: give the repository as owner/name (no wildcards)")
+    return repository
 
 
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

@@ -1,10 +1,16 @@
 """Endpoint lifecycle: the real-time SageMaker endpoint serving the approved model package.
 
 The model package is a deploy-time input (CloudFormation parameter ``ModelPackageArn``), so every environment
-synthesizes (and is checked) before any model exists. The parameter has no default and an AllowedPattern, so
-deploying without an approved package fails at parameter validation with the ConstraintDescription, before a
-single resource is touched. ``cdk deploy`` of an existing stack without ``--parameters`` keeps the previous
-package. CloudFormation stays the only owner of the endpoint: promotion is a stack update (promote.yml).
+synthesizes (and is checked) before any model exists.
+
+No model yet: a fresh account has no approved package when it is first deployed, so the parameter defaults to
+empty and every resource here carries the condition ``HasModelPackage``. Deployed without a package (the first
+``cdk deploy --all``), the stack holds only a free placeholder: no endpoint, no instance, no key, nothing that
+costs while idle. promote.yml later updates the same stack with an approved package's ARN and the endpoint
+appears; ``cdk deploy`` of the stack without ``--parameters`` keeps the previous package. We chose this over
+leaving the stack out of ``--all`` because the deploy stays one command in a fixed order, the workflows need
+no "does the endpoint exist yet" branch, and CloudFormation owns the endpoint from its first day. A value that
+is neither empty nor a model package ARN still fails at parameter validation, before anything changes.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
@@ -30,9 +35,17 @@ from stacks.constructs.bucket_access import grant_prefixes
 from stacks.constructs.encryption import customer_key
 from stacks.constructs.nag import acknowledge
 from stacks.names import PipelineNames
+from stacks.registries_stack import repository_named
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 MODEL_PACKAGE_ARN_PATTERN = r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:model-package/[A-Za-z0-9-]{1,63}/[0-9]+$"
+NO_MODEL_PACKAGE = ""
+"""The parameter's default: no approved model yet, so the stack holds no endpoint."""
+MODEL_PACKAGE_PARAMETER_PATTERN = f"^$|{MODEL_PACKAGE_ARN_PATTERN}"
+HAS_MODEL_PACKAGE_CONDITION = "HasModelPackage"
+NO_MODEL_PLACEHOLDER = "NoModelPackageYet"
+"""The one resource without the condition (a CloudFormation stack must hold at least one): a wait-condition
+handle, which costs nothing and does nothing."""
 INVOCATION_5XX_ALARM_PERIODS = 2
 ROLLBACK_WAIT = cdk.Duration.minutes(10)
 """How long the old fleet stays up (baking) while the alarms watch the new one."""
@@ -50,7 +63,6 @@ class EndpointStack(PipelineStack):
         *,
         settings: EnvironmentSettings,
         data_key: kms.IKey,
-        model_repository: ecr.IRepository,
         failure_topic: sns.ITopic,
         **kwargs: Any,
     ) -> None:
@@ -61,11 +73,23 @@ class EndpointStack(PipelineStack):
             self,
             MODEL_PACKAGE_PARAMETER,
             type="String",
-            description="ARN of an APPROVED model package of the detector group (set by promote.yml)",
-            allowed_pattern=MODEL_PACKAGE_ARN_PATTERN,
+            description=(
+                "ARN of an APPROVED model package of the detector group (set by promote.yml); empty until one "
+                "exists: the stack then holds no endpoint"
+            ),
+            default=NO_MODEL_PACKAGE,
+            allowed_pattern=MODEL_PACKAGE_PARAMETER_PATTERN,
             constraint_description=(
-                f"set {MODEL_PACKAGE_PARAMETER} to an approved model package ARN: "
-                f"arn:aws:sagemaker:<region>:<account>:model-package/{names.model_package_group}/<version>"
+                f"set {MODEL_PACKAGE_PARAMETER} to an approved model package ARN "
+                f"(arn:aws:sagemaker:<region>:<account>:model-package/{names.model_package_group}/<version>) "
+                "or leave it empty for no endpoint yet"
+            ),
+        )
+        has_model = cdk.CfnCondition(
+            self,
+            HAS_MODEL_PACKAGE_CONDITION,
+            expression=cdk.Fn.condition_not(
+                cdk.Fn.condition_equals(self.model_package_arn.value_as_string, NO_MODEL_PACKAGE)
             ),
         )
         key = customer_key(
@@ -85,7 +109,7 @@ class EndpointStack(PipelineStack):
             write=(contract.DATA_CAPTURE_PREFIX,) if endpoint_settings.data_capture else (),
             nag_scope=role,
         )
-        model_repository.grant_pull(role)
+        repository_named(self, "YoloImage", names.yolo_repository).grant_pull(role)
         key.grant_encrypt_decrypt(role)
         log_groups = arn("logs", f"log-group:/aws/sagemaker/Endpoints/{names.endpoint}")
         role.add_to_principal_policy(
@@ -195,7 +219,17 @@ class EndpointStack(PipelineStack):
             scale_in_cooldown=cdk.Duration.seconds(endpoint_settings.scale_in_cooldown_seconds),
             scale_out_cooldown=cdk.Duration.seconds(endpoint_settings.scale_out_cooldown_seconds),
         )
-        cdk.CfnOutput(self, "EndpointName", value=names.endpoint)
+        output = cdk.CfnOutput(self, "EndpointName", value=names.endpoint)
+        output.condition = has_model
+        self._only_with_a_model(has_model)
+
+    def _only_with_a_model(self, has_model: cdk.CfnCondition) -> None:
+        """Every resource of the stack exists only with a model package; a free placeholder keeps the stack
+        valid (CloudFormation needs one resource) when there is none."""
+        for child in self.node.find_all():
+            if isinstance(child, cdk.CfnResource) and child.cfn_options.condition is None:
+                child.cfn_options.condition = has_model
+        cdk.CfnWaitConditionHandle(self, NO_MODEL_PLACEHOLDER)
 
     def _rollback_alarms(
         self, settings: EnvironmentSettings, names: PipelineNames, topic: sns.ITopic

@@ -17,7 +17,8 @@ from constructs import Construct
 
 from stacks.base import PipelineStack
 from stacks.config import EnvironmentSettings
-from stacks.constructs.encryption import customer_key
+from stacks.constructs.arns import arn
+from stacks.constructs.encryption import allow_service_on_behalf_of_this_account, customer_key
 from stacks.names import PipelineNames
 
 
@@ -35,10 +36,16 @@ class MonitoringStack(PipelineStack):
             description=f"Sim2Cloud {settings.name}: failure notifications",
             removal_policy=settings.removal_policy,
         )
-        # Services that publish to the encrypted topic need the key: EventBridge (Batch failures) and
-        # CloudWatch (alarms). Lambda publishes with its own role's grant.
-        for service in ("events.amazonaws.com", "cloudwatch.amazonaws.com"):
-            self.key.grant(iam.ServicePrincipal(service), "kms:Decrypt", "kms:GenerateDataKey*")
+        # Services that publish to the encrypted topic need the key: EventBridge (the render stack's Batch
+        # failure rule, by its fixed name) and CloudWatch (this account's alarms). Lambda publishes with its own
+        # role's grant.
+        failure_rule = arn("events", f"rule/{names.batch_failure_rule}")
+        allow_service_on_behalf_of_this_account(
+            self.key, "events.amazonaws.com", failure_rule, sid="AllowRenderFailureRule"
+        )
+        allow_service_on_behalf_of_this_account(
+            self.key, "cloudwatch.amazonaws.com", arn("cloudwatch", "alarm:*"), sid="AllowAlarmsOfThisAccount"
+        )
         self.topic = sns.Topic(
             self,
             "Failures",
@@ -46,6 +53,18 @@ class MonitoringStack(PipelineStack):
             display_name=f"Sim2Cloud {settings.name} failures",
             master_key=self.key,
             enforce_ssl=True,
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowRenderFailureRule",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": self.account},
+                    "ArnEquals": {"aws:SourceArn": failure_rule},
+                },
+            )
         )
         self._dashboard(settings, names)
         cdk.CfnOutput(self, "FailureTopicArn", value=self.topic.topic_arn)

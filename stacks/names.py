@@ -62,6 +62,23 @@ class PipelineNames:
         return (self.render_launcher_function, self.training_launcher_function, self.model_gate_function)
 
     @property
+    def isaac_sim_repository(self) -> str:
+        return self._name("isaac-sim")
+
+    @property
+    def isaac_sim_base_repository(self) -> str:
+        return self._name("isaac-sim-base")
+
+    @property
+    def yolo_repository(self) -> str:
+        return self._name("yolo")
+
+    @property
+    def image_repositories(self) -> tuple[str, ...]:
+        """The repositories the images workflow pushes to (the base mirror is pushed by a person, once)."""
+        return (self.isaac_sim_repository, self.yolo_repository)
+
+    @property
     def model_package_group(self) -> str:
         return self._name("detector")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from stacks.ci_access_stack import CiAccessStack
 from stacks.config import EnvironmentSettings, load_settings
 from stacks.endpoint_stack import EndpointStack
 from stacks.monitoring_stack import MonitoringStack
+from stacks.registries_stack import RegistriesStack
 from stacks.render_stack import RenderStack
 from stacks.storage_stack import StorageStack
 from stacks.training_stack import TrainingStack
@@ -44,13 +46,35 @@ def bundle_root(app: cdk.App) -> Path:
     return Path(app.outdir) / "lambda-bundles"
 
 
+DEPLOY_ORDER: tuple[tuple[str, ...], ...] = (
+    ("Storage", "Monitoring", "Registries", "CiAccess"),
+    ("Render", "Training"),
+    ("Endpoint",),
+)
+"""The first deploy of a fresh account, wave by wave (README "Deploy to your account"): the images are pushed
+to the Registries repositories between the first wave and the second, whose job definitions and training
+launcher name them. The Endpoint stack deploys without an endpoint until a model package is approved."""
+
+
+def ci_access_left_out(settings: EnvironmentSettings) -> str:
+    """Why CiAccess is missing from the app, and how to add it."""
+    return (
+        f"{settings.stack_name('CiAccess')} left out: no GitHub repository named, so no deploy role trusts one. "
+        "Add it with -c github_repository=<owner>/<name> (or a github_repository entry in cdk.json's context)."
+    )
+
+
 def add_stacks(app: cdk.App, settings: EnvironmentSettings) -> dict[str, cdk.Stack]:
-    """Every stack of one environment, wired by passing constructs (CDK turns them into exports/imports)."""
+    """Every stack of one environment, wired by passing constructs (CDK turns them into exports/imports).
+    CiAccess exists only when the user named the GitHub repository to trust (never a default one)."""
     storage = StorageStack(
         app, settings.stack_name("Storage"), settings=settings, description="Sim2Cloud data bucket and key"
     )
     monitoring = MonitoringStack(
         app, settings.stack_name("Monitoring"), settings=settings, description="Sim2Cloud failure topic and dashboard"
+    )
+    registries = RegistriesStack(
+        app, settings.stack_name("Registries"), settings=settings, description="Sim2Cloud image repositories (ECR)"
     )
     render = RenderStack(
         app,
@@ -60,8 +84,10 @@ def add_stacks(app: cdk.App, settings: EnvironmentSettings) -> dict[str, cdk.Sta
         failure_topic=monitoring.topic,
         description="Sim2Cloud render fleet (AWS Batch GPU) and job definitions",
     )
-    # Stacks that name the bucket through PipelineNames hold no token of it: order them explicitly.
+    # Stacks that name the bucket or a repository through PipelineNames hold no token of it: order them
+    # explicitly.
     render.add_stack_dependency(storage)
+    render.add_stack_dependency(registries)
     training = TrainingStack(
         app,
         settings.stack_name("Training"),
@@ -75,27 +101,34 @@ def add_stacks(app: cdk.App, settings: EnvironmentSettings) -> dict[str, cdk.Sta
         description="Sim2Cloud orchestration Lambdas, rules, SageMaker role and model registry",
     )
     training.add_stack_dependency(storage)
+    training.add_stack_dependency(registries)
     endpoint = EndpointStack(
         app,
         settings.stack_name("Endpoint"),
         settings=settings,
         data_key=storage.key,
-        model_repository=training.repository,
         failure_topic=monitoring.topic,
         description="Sim2Cloud SageMaker endpoint serving the approved model package",
     )
     endpoint.add_stack_dependency(storage)
-    ci_access = CiAccessStack(
-        app, settings.stack_name("CiAccess"), settings=settings, description="Sim2Cloud GitHub OIDC deploy role"
-    )
+    endpoint.add_stack_dependency(registries)
     stacks: dict[str, cdk.Stack] = {
         "Storage": storage,
         "Monitoring": monitoring,
+        "Registries": registries,
         "Render": render,
         "Training": training,
         "Endpoint": endpoint,
-        "CiAccess": ci_access,
     }
+    if settings.ci.github_repository is not None:
+        stacks["CiAccess"] = CiAccessStack(
+            app,
+            settings.stack_name("CiAccess"),
+            settings=settings,
+            description="Sim2Cloud GitHub OIDC deploy, image push and read-only diff roles",
+        )
+    else:
+        print(ci_access_left_out(settings), file=sys.stderr)
     return stacks
 
 

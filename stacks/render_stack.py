@@ -1,4 +1,4 @@
-"""Render lifecycle: the private network, the AWS Batch GPU fleet, the Isaac Sim image repository and the job
+"""Render lifecycle: the private network, the AWS Batch GPU fleet and the job
 definitions for the render array job and its finalize job."""
 
 from __future__ import annotations
@@ -7,10 +7,8 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_batch as batch
-from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -23,10 +21,11 @@ from stacks.constructs.bucket_access import grant_prefixes
 from stacks.constructs.encryption import allow_cloudwatch_logs, customer_key, encrypted_log_group
 from stacks.constructs.event_patterns import event_pattern
 from stacks.constructs.gpu_fleet import GpuFleet
-from stacks.constructs.image_repository import image_repository
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.private_network import PrivateNetwork
+from stacks.constructs.rule_targets import PreauthorizedTopic
 from stacks.names import PipelineNames
+from stacks.registries_stack import repository_named
 
 IMAGE_ENTRYPOINT = "/opt/sim2cloud/entrypoint.sh"
 """Our image (containers/isaac-sim) replaces Isaac Sim's streaming-app entrypoint with this script, which runs
@@ -48,7 +47,6 @@ class RenderStack(PipelineStack):
     job_queue: batch.JobQueue
     render_job: batch.EcsJobDefinition
     finalize_job: batch.EcsJobDefinition
-    repository: ecr.Repository
 
     def __init__(
         self,
@@ -86,15 +84,6 @@ class RenderStack(PipelineStack):
         fleet = GpuFleet(self, "Fleet", vpc=network.vpc, settings=render, queue_name=names.job_queue)
         self.job_queue = fleet.queue
 
-        # We mirror nvcr.io/nvidia/isaac-sim (about 10 GB) plus our job layer here: pulling from NGC per job
-        # would need internet access (no NAT here) and NGC credentials on every host.
-        self.repository = image_repository(
-            self,
-            "IsaacSimImage",
-            repository_name=settings.resource_name("isaac-sim"),
-            keep_images=5,
-            removal_policy=settings.removal_policy,
-        )
         log_group = encrypted_log_group(
             self,
             "JobLogs",
@@ -103,7 +92,8 @@ class RenderStack(PipelineStack):
             removal_policy=settings.removal_policy,
         )
         logging = ecs.LogDrivers.aws_logs(stream_prefix="render", log_group=log_group)
-        image = ecs.ContainerImage.from_ecr_repository(self.repository, tag=settings.image_tag)
+        repository = repository_named(self, "IsaacSimImage", names.isaac_sim_repository)
+        image = ecs.ContainerImage.from_ecr_repository(repository, tag=settings.image_tag)
         common_env = {
             contract.Env.DATA_BUCKET: names.data_bucket,
             contract.Env.ENVIRONMENT: settings.name,
@@ -204,7 +194,8 @@ class RenderStack(PipelineStack):
             "RenderJobFailed",
             rule_name=names.batch_failure_rule,
             event_pattern=event_pattern(contract.batch_job_failed_pattern(self.job_queue.job_queue_arn)),
-            targets=[targets.SnsTopic(failure_topic)],
+            # The Monitoring stack's topic policy lets exactly this rule (by its fixed name) publish.
+            targets=[PreauthorizedTopic(failure_topic)],
         )
         for role in (render_container.execution_role, finalize_container.execution_role):
             acknowledge(
@@ -213,4 +204,3 @@ class RenderStack(PipelineStack):
                 "CDK's ECS execution-role grant: ecr:GetAuthorizationToken has no resource-level permissions.",
                 applies_to=("Resource::*",),
             )
-        cdk.CfnOutput(self, "IsaacSimRepositoryUri", value=self.repository.repository_uri)

@@ -9,6 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from sim2cloud import contract
 from stacks.base import PipelineStack
 from stacks.config import EnvironmentSettings
 from stacks.constructs.data_bucket import DataBucket
@@ -38,4 +39,4 @@ class StorageStack(PipelineStack):
             removal_policy=settings.removal_policy,
         )
         self.bucket = data.bucket
-        cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name)
+        cdk.CfnOutput(self, contract.DATA_BUCKET_OUTPUT, value=self.bucket.bucket_name)

@@ -1,5 +1,5 @@
-"""Training lifecycle: the orchestration Lambdas and their rules, the SageMaker execution role, the YOLO image
-repository and the model package group the gate registers models in."""
+"""Training lifecycle: the orchestration Lambdas and their rules, the SageMaker execution role and the model
+package group the gate registers models in (the YOLO image's repository is in the Registries stack)."""
 
 from __future__ import annotations
 
@@ -27,13 +27,17 @@ from stacks.base import PipelineStack
 from stacks.config import EnvironmentSettings
 from stacks.constructs.arns import arn, nag_resource
 from stacks.constructs.bucket_access import grant_prefixes
-from stacks.constructs.encryption import allow_cloudwatch_logs, customer_key
+from stacks.constructs.encryption import (
+    allow_cloudwatch_logs,
+    allow_service_on_behalf_of_this_account,
+    customer_key,
+)
 from stacks.constructs.event_patterns import event_pattern
-from stacks.constructs.image_repository import image_repository
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.pipeline_function import PipelineFunction
 from stacks.constructs.secure_queue import dead_letter_queue, work_queue
 from stacks.names import PipelineNames
+from stacks.registries_stack import repository_named
 
 LAUNCHER_TIMEOUT = cdk.Duration.minutes(2)
 SAGEMAKER_TRAINING_LOG_GROUP = "log-group:/aws/sagemaker/TrainingJobs"
@@ -42,7 +46,7 @@ SAGEMAKER_TRAINING_LOG_GROUP = "log-group:/aws/sagemaker/TrainingJobs"
 
 class TrainingStack(PipelineStack):
     execution_role: iam.Role
-    repository: ecr.Repository
+    repository: ecr.IRepository
     model_package_group: sagemaker.CfnModelPackageGroup
     functions: dict[str, PipelineFunction]
     dead_letter_queues: list[sqs.Queue]
@@ -72,17 +76,14 @@ class TrainingStack(PipelineStack):
             removal_policy=settings.removal_policy,
         )
         allow_cloudwatch_logs(self.key)
-        # EventBridge delivers to the encrypted queues (quiet-period queue and rule DLQs).
-        self.key.grant(iam.ServicePrincipal("events.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        # EventBridge delivers to the encrypted queues (quiet-period queue and rule DLQs), for this account's
+        # rules only.
+        allow_service_on_behalf_of_this_account(
+            self.key, "events.amazonaws.com", arn("events", "rule/*"), sid="AllowEventBridgeRulesOfThisAccount"
+        )
         self.dead_letter_queues = []
 
-        self.repository = image_repository(
-            self,
-            "YoloImage",
-            repository_name=settings.resource_name("yolo"),
-            keep_images=10,
-            removal_policy=settings.removal_policy,
-        )
+        self.repository = repository_named(self, "YoloImage", names.yolo_repository)
         self.execution_role = self._execution_role(settings, names, data_key)
         self.model_package_group = sagemaker.CfnModelPackageGroup(
             self,
@@ -327,8 +328,8 @@ class TrainingStack(PipelineStack):
             )
             alarm.add_alarm_action(cw_actions.SnsAction(failure_topic))
 
-        cdk.CfnOutput(self, "YoloRepositoryUri", value=self.repository.repository_uri)
-        cdk.CfnOutput(self, "ModelPackageGroupName", value=names.model_package_group)
+        cdk.CfnOutput(self, contract.MODEL_PACKAGE_GROUP_OUTPUT, value=names.model_package_group)
+        cdk.CfnOutput(self, contract.RENDER_LAUNCHER_OUTPUT, value=names.render_launcher_function)
 
     def _rule(self, construct_id: str, pattern: dict[str, Any], target: Any) -> events.Rule:
         dlq = dead_letter_queue(self, f"{construct_id}TargetDlq", key=self.key)
@@ -374,11 +375,14 @@ class TrainingStack(PipelineStack):
             role,
             "AwsSolutions-IAM5",
             "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (namespace-conditioned) have no resource-level"
-            " permissions; training log streams are named per job under SageMaker's fixed log group.",
-            applies_to=(
-                "Resource::*",
-                nag_resource("logs", f"{SAGEMAKER_TRAINING_LOG_GROUP}:*"),
-            ),
+            " permissions.",
+            applies_to=("Resource::*",),
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Training log streams are named per job at run time, under SageMaker's fixed training log group only.",
+            applies_to=(nag_resource("logs", f"{SAGEMAKER_TRAINING_LOG_GROUP}:*"),),
         )
         return role
 

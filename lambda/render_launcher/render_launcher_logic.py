@@ -44,7 +44,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -110,21 +110,30 @@ class RenderLauncherSettings:
     max_mesh_bytes: int
     """``SIM2CLOUD_MAX_MESH_BYTES``: larger files are rejected (default 512 MiB)."""
 
+    @property
+    def limits(self) -> BatchLimits:
+        return BatchLimits(self.max_mesh_bytes, self.default_frames, self.frames_per_shard)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RenderLauncherSettings:
         reader = EnvReader(env)
-        settings = cls(
-            bucket=reader.text(Env.DATA_BUCKET),
-            job_queue=reader.text(Env.JOB_QUEUE),
-            render_job_definition=reader.text(Env.RENDER_JOB_DEFINITION),
-            finalize_job_definition=reader.text(Env.FINALIZE_JOB_DEFINITION),
-            frames_per_shard=reader.integer(Env.FRAMES_PER_SHARD, default=50, minimum=1),
-            default_frames=reader.integer(Env.DEFAULT_FRAMES, default=500, minimum=1),
-            quiet_period_seconds=reader.integer(Env.QUIET_PERIOD_SECONDS, default=300, minimum=0),
-            max_mesh_bytes=reader.integer(Env.MAX_MESH_BYTES, default=512 * 1024 * 1024, minimum=1),
-        )
+        bucket = reader.text(Env.DATA_BUCKET)
+        job_queue = reader.text(Env.JOB_QUEUE)
+        render_job_definition = reader.text(Env.RENDER_JOB_DEFINITION)
+        finalize_job_definition = reader.text(Env.FINALIZE_JOB_DEFINITION)
+        quiet_period_seconds = reader.integer(Env.QUIET_PERIOD_SECONDS, default=300, minimum=0)
+        limits = BatchLimits.read(reader)
         reader.raise_if_problems("render launcher")
-        return settings
+        return cls(
+            bucket=bucket,
+            job_queue=job_queue,
+            render_job_definition=render_job_definition,
+            finalize_job_definition=finalize_job_definition,
+            frames_per_shard=limits.frames_per_shard,
+            default_frames=limits.default_frames,
+            quiet_period_seconds=quiet_period_seconds,
+            max_mesh_bytes=limits.max_mesh_bytes,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -213,6 +222,82 @@ def frames_from_batch_config(text: str) -> int | None:
 
 def shard_count(frames: int, frames_per_shard: int) -> int:
     return math.ceil(frames / frames_per_shard)
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """The launcher settings that decide whether a batch is rendered (see RenderLauncherSettings)."""
+
+    max_mesh_bytes: int
+    default_frames: int
+    frames_per_shard: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BatchLimits:
+        """The limits a launcher with environment ``env`` applies (its defaults where a variable is unset)."""
+        reader = EnvReader(env)
+        limits = cls.read(reader)
+        reader.raise_if_problems("render launcher limits")
+        return limits
+
+    @classmethod
+    def read(cls, reader: EnvReader) -> BatchLimits:
+        """The limits from ``reader`` (problems are collected by the reader, raised by its owner)."""
+        return cls(
+            max_mesh_bytes=reader.integer(Env.MAX_MESH_BYTES, default=512 * 1024 * 1024, minimum=1),
+            default_frames=reader.integer(Env.DEFAULT_FRAMES, default=500, minimum=1),
+            frames_per_shard=reader.integer(Env.FRAMES_PER_SHARD, default=50, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class BatchVerdict:
+    """What the launcher decides for one batch's content: per-object review, frames, shards, and why nothing
+    would be submitted (None: it is submitted)."""
+
+    review: BatchReview
+    frames: int
+    shards: int
+    no_submit_reason: str | None
+
+
+def judge_batch(
+    objects: Sequence[StoredObject], read_config: Callable[[StoredObject], bytes], limits: BatchLimits
+) -> BatchVerdict:
+    """The launcher's whole verdict on a batch; ``read_config`` returns batch.yaml's bytes (S3 in the Lambda,
+    a local file in ``sim2cloud submit``, which validates with this same function before uploading)."""
+    review = review_objects(objects, limits.max_mesh_bytes)
+    frames = limits.default_frames
+    if review.config is not None:
+        frames, config_rejection = frames_from_config_object(review.config, read_config(review.config), limits)
+        if config_rejection is not None:
+            review.rejected.append(config_rejection)
+    shards = shard_count(frames, limits.frames_per_shard)
+    return BatchVerdict(review, frames, shards, why_not_submit(review, shards))
+
+
+def frames_from_config_object(config: StoredObject, body: bytes, limits: BatchLimits) -> tuple[int, Rejection | None]:
+    """batch.yaml's frames (the default when it gives none), or the default and the rejection of the file."""
+    try:
+        frames = frames_from_batch_config(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return limits.default_frames, Rejection(config.key, config.etag, config.size, "batch.yaml is not UTF-8 text")
+    except BatchConfigError as err:
+        return limits.default_frames, Rejection(config.key, config.etag, config.size, f"batch.yaml {err}")
+    return (frames or limits.default_frames), None
+
+
+def why_not_submit(review: BatchReview, shards: int) -> str | None:
+    if review.config is not None and any(r.key == review.config.key for r in review.rejected):
+        return f"{contract.BATCH_CONFIG_NAME} is invalid (see its quarantine reason); fix it to render this batch"
+    if not review.meshes:
+        return "no valid mesh in the batch (every rejected file has a quarantine reason)"
+    if shards > MAX_ARRAY_SIZE:
+        return (
+            f"{shards} shards exceed the AWS Batch array limit of {MAX_ARRAY_SIZE}: "
+            f"lower frames or raise {Env.FRAMES_PER_SHARD}"
+        )
+    return None
 
 
 def run_id_for(batch: str, objects: Sequence[StoredObject]) -> str:
@@ -400,16 +485,11 @@ class RenderLauncher:
             log.info("duplicate: this batch content was already handled", extra={"state": status.body["state"]})
             return Outcome("duplicate", batch=batch, run=run, detail=str(status.body["state"]))
 
-        review = review_objects(objects, self.settings.max_mesh_bytes)
-        frames = self.settings.default_frames
-        if review.config is not None:
-            frames, config_rejection = self._frames_from_config(review.config)
-            if config_rejection is not None:
-                review.rejected.append(config_rejection)
+        verdict = judge_batch(objects, self._read_config, self.settings.limits)
+        review, frames, shards = verdict.review, verdict.frames, verdict.shards
         for rejection in review.rejected:
             write_quarantine_reason(self.s3, self.settings.bucket, rejection, batch, run)
 
-        shards = shard_count(frames, self.settings.frames_per_shard)
         base = {
             "run": run,
             "batch": batch,
@@ -420,36 +500,16 @@ class RenderLauncher:
             "frames": frames,
             "shards": shards,
         }
-        no_submit_reason = self._why_not_submit(review, shards)
+        no_submit_reason = verdict.no_submit_reason
         if no_submit_reason is not None:
             self._record_rejected_run(run, {**base, "state": STATE_REJECTED, "reason": no_submit_reason}, now)
             log.warning("rejected: nothing submitted", extra={"reason": no_submit_reason})
             return Outcome("rejected", batch=batch, run=run, detail=no_submit_reason)
         return self._claim_and_submit(base, review, now)
 
-    def _frames_from_config(self, config: StoredObject) -> tuple[int, Rejection | None]:
-        body = self.s3.get_object(Bucket=self.settings.bucket, Key=config.key)["Body"].read()
-        try:
-            frames = frames_from_batch_config(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            return self.settings.default_frames, Rejection(
-                config.key, config.etag, config.size, "batch.yaml is not UTF-8 text"
-            )
-        except BatchConfigError as err:
-            return self.settings.default_frames, Rejection(config.key, config.etag, config.size, f"batch.yaml {err}")
-        return (frames or self.settings.default_frames), None
-
-    def _why_not_submit(self, review: BatchReview, shards: int) -> str | None:
-        if review.config is not None and any(r.key == review.config.key for r in review.rejected):
-            return f"{contract.BATCH_CONFIG_NAME} is invalid (see its quarantine reason); fix it to render this batch"
-        if not review.meshes:
-            return "no valid mesh in the batch (every rejected file has a quarantine reason)"
-        if shards > MAX_ARRAY_SIZE:
-            return (
-                f"{shards} shards exceed the AWS Batch array limit of {MAX_ARRAY_SIZE}: "
-                f"lower frames or raise {Env.FRAMES_PER_SHARD}"
-            )
-        return None
+    def _read_config(self, config: StoredObject) -> bytes:
+        body: bytes = self.s3.get_object(Bucket=self.settings.bucket, Key=config.key)["Body"].read()
+        return body
 
     def _record_rejected_run(self, run: str, body: dict[str, Any], now: datetime) -> None:
         try:

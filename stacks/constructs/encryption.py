@@ -45,6 +45,26 @@ def allow_cloudwatch_logs(key: kms.Key) -> None:
     )
 
 
+def allow_service_on_behalf_of_this_account(key: kms.Key, service: str, source_arn: str, *, sid: str) -> None:
+    """Let ``service`` (a service principal such as ``events.amazonaws.com``) encrypt for this key's readers, only
+    on behalf of this account's resources matching ``source_arn`` (an ARN pattern): the aws:SourceAccount and
+    aws:SourceArn conditions AWS documents against the confused deputy, so another account's rule or alarm
+    cannot have the service use our key."""
+    stack = cdk.Stack.of(key)
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid=sid,
+            principals=[iam.ServicePrincipal(service)],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],  # in a key policy "*" means this key
+            conditions={
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {"aws:SourceArn": source_arn},
+            },
+        )
+    )
+
+
 def encrypted_log_group(
     scope: Construct,
     construct_id: str,

@@ -27,4 +27,7 @@ def image_repository(
             ecr.LifecycleRule(description=f"keep the last {keep_images} images", max_image_count=keep_images)
         ],
         removal_policy=removal_policy,
+        # Images are rebuilt from the repository, never user data: a destroyed dev repository takes its images
+        # with it (a retained one keeps them).
+        empty_on_delete=removal_policy == cdk.RemovalPolicy.DESTROY,
     )

@@ -26,7 +26,7 @@ from stacks.pipeline import build_app  # noqa: E402
 
 TEST_CONTEXT = {"account": "123456789012", "region": "eu-west-1", "github_repository": "example/sim2cloud"}
 """Fixed so templates (and snapshots) do not depend on the caller's CDK_DEFAULT_* variables."""
-LIFECYCLES = ("Storage", "Monitoring", "Render", "Training", "Endpoint", "CiAccess")
+LIFECYCLES = ("Storage", "Monitoring", "Registries", "Render", "Training", "Endpoint", "CiAccess")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from stacks.config import ENVIRONMENTS, load_settings
 from stacks.constructs.lambda_bundle import LAMBDA_ROOT, build_lambda_bundle
 from stacks.pipeline import build_app
 
-LIFECYCLES = ("Storage", "Monitoring", "Render", "Training", "Endpoint", "CiAccess")
+LIFECYCLES = ("Storage", "Monitoring", "Registries", "Render", "Training", "Endpoint", "CiAccess")
 FUNCTIONS = ("render_launcher", "training_launcher", "model_gate")
 
 

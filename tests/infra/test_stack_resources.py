@@ -14,7 +14,7 @@ import pytest
 from infra_assembly import Synthesized
 
 from sim2cloud import contract
-from stacks.endpoint_stack import MODEL_PACKAGE_ARN_PATTERN
+from stacks.endpoint_stack import MODEL_PACKAGE_PARAMETER_PATTERN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,16 +175,17 @@ def test_endpoint_rolls_back_on_5xx_and_latency_alarms(env: Synthesized) -> None
     assert model["Containers"] == [{"ModelPackageName": {"Ref": "ModelPackageArn"}}]
 
 
-def test_model_package_parameter_rejects_missing_or_wrong_arns(env: Synthesized) -> None:
+def test_model_package_parameter_is_empty_or_a_package_arn(env: Synthesized) -> None:
     parameter = env.templates["Endpoint"]["Parameters"]["ModelPackageArn"]
-    assert "Default" not in parameter  # deploying without a package fails at parameter validation
-    assert parameter["AllowedPattern"] == MODEL_PACKAGE_ARN_PATTERN
+    assert parameter["Default"] == ""  # the first deploy has no approved model yet
+    assert parameter["AllowedPattern"] == MODEL_PACKAGE_PARAMETER_PATTERN
     assert "approved model package" in parameter["ConstraintDescription"]
-    pattern = re.compile(MODEL_PACKAGE_ARN_PATTERN)
-    assert pattern.match("arn:aws:sagemaker:eu-west-1:123456789012:model-package/sim2cloud-dev-detector/3")
+    pattern = re.compile(MODEL_PACKAGE_PARAMETER_PATTERN)
+    for accepted in ("", "arn:aws:sagemaker:eu-west-1:123456789012:model-package/sim2cloud-dev-detector/3"):
+        assert pattern.match(accepted)
     for wrong in (
-        "",
         "placeholder",
+        " ",
         "arn:aws:sagemaker:eu-west-1:123456789012:model-package-group/sim2cloud-dev-detector",
     ):
         assert not pattern.match(wrong)

@@ -128,24 +128,105 @@ def test_render_roles_are_scoped_to_their_prefixes(env: Synthesized) -> None:
     assert f"{bucket}/datasets/*" not in text and f"{bucket}/models/*" not in text
 
 
-def test_ci_role_trusts_only_the_repository_environment(env: Synthesized) -> None:
-    roles = env.resources("AWS::IAM::Role")
-    ((role_id, (_, role)),) = [
-        (lid, r) for lid, r in roles.items() if "GitHub" in str(r[1]["Properties"].get("Description"))
-    ]
-    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
-    conditions = trust["Condition"]["StringEquals"]
+def test_ci_roles_trust_only_the_named_repository(env: Synthesized) -> None:
+    roles = {
+        lid: role
+        for lid, (_, role) in env.resources("AWS::IAM::Role").items()
+        if "GitHub" in str(role["Properties"].get("Description")) or "pull requests" in str(role["Properties"])
+    }
     ci = env.settings.ci
-    assert conditions["token.actions.githubusercontent.com:sub"] == (
-        f"repo:{ci.github_repository}:environment:{ci.github_environment}"
+    subjects = {}
+    for role_id, role in roles.items():
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert set(trust["Condition"]) == {"StringEquals"}  # exact claims: no StringLike wildcards
+        conditions = trust["Condition"]["StringEquals"]
+        assert conditions["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+        subjects[role_id] = conditions["token.actions.githubusercontent.com:sub"]
+    assert sorted(subjects.values()) == sorted(
+        [
+            f"repo:{ci.github_repository}:environment:{ci.github_environment}",
+            f"repo:{ci.github_repository}:pull_request",
+        ]
     )
-    assert conditions["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
-    (policy,) = [
-        p for _, p in env.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
-    ]
-    assume, describe = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert assume["Action"] == ["sts:AssumeRole", "sts:TagSession"]
-    assert ":role/cdk-hnb659fds-*-" in str(assume["Resource"])
-    assert describe["Action"] == "sagemaker:DescribeModelPackage"
-    assert f"model-package/sim2cloud-{env.settings.name}-detector/*" in str(describe["Resource"])
+    (deploy_id,) = [lid for lid, sub in subjects.items() if sub.endswith(f":environment:{ci.github_environment}")]
+    (diff_id,) = [lid for lid, sub in subjects.items() if sub.endswith(":pull_request")]
+    policies = {
+        role_id: [
+            statement
+            for _, p in env.resources("AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"]
+            for statement in p["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        for role_id in (deploy_id, diff_id)
+    }
+    deploy_actions = {a for s in policies[deploy_id] for a in _as_list(s["Action"])}
+    assert {"sts:AssumeRole", "sts:TagSession", "sagemaker:DescribeModelPackage", "ecr:PutImage"} <= deploy_actions
+    assert ":role/cdk-hnb659fds-*-" in str(policies[deploy_id])
+    pushed = {str(r) for s in policies[deploy_id] if "ecr:PutImage" in _as_list(s["Action"]) for r in s["Resource"]}
+    assert len(pushed) == 2 and all("isaac-sim" in r or "-yolo" in r for r in pushed)
+    # The pull-request role only reads: it may assume the CDK lookup role and nothing else.
+    (diff,) = policies[diff_id]
+    assert diff["Action"] == "sts:AssumeRole"
+    assert ":role/cdk-hnb659fds-lookup-role-" in str(diff["Resource"])
+
+
+# Services that sign their KMS requests with the resource's ARN as encryption context instead of aws:Source*:
+# CloudWatch Logs (the condition names this account's log groups, as AWS documents for log-group keys).
+_CONTEXT_CONDITIONS = {"kms:EncryptionContext:aws:logs:arn"}
+
+
+def _references_resource_of(template: dict[str, Any], value: dict[str, Any]) -> bool:
+    target = value.get("Ref") or (value.get("Fn::GetAtt") or [None])[0]
+    return target in template["Resources"]
+
+
+def test_service_principals_act_only_for_this_account(env: Synthesized) -> None:
+    """Every key or resource policy granting a service principal says on behalf of whom (confused deputy)."""
+    account = env.settings.account
+    checked = 0
+    for lifecycle, template in env.templates.items():
+        for logical_id, resource in template["Resources"].items():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::Lambda::Permission" and "amazonaws.com" in str(properties["Principal"]):
+                assert "SourceArn" in properties or "SourceAccount" in properties, f"{lifecycle} {logical_id}"
+                checked += 1
+                continue
+            if resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+                continue  # trust policies and identity policies: no resource is lent to a service here
+            for name in ("KeyPolicy", "PolicyDocument", "RepositoryPolicyText"):
+                document = properties.get(name)
+                if not isinstance(document, dict):
+                    continue
+                for statement in document["Statement"]:
+                    principal = statement.get("Principal")
+                    if statement["Effect"] != "Allow" or not isinstance(principal, dict) or "Service" not in principal:
+                        continue
+                    conditions = {k: v for block in statement.get("Condition", {}).values() for k, v in block.items()}
+                    where = f"{lifecycle} {logical_id} {principal['Service']}"
+                    scoped = {"aws:SourceAccount", "aws:SourceArn"} | _CONTEXT_CONDITIONS
+                    assert scoped & set(conditions), f"{where}: no aws:SourceAccount/aws:SourceArn condition"
+                    for key, value in conditions.items():
+                        if key == "aws:SourceAccount":
+                            assert value in (account, {"Ref": "AWS::AccountId"}), where
+                        elif key in {"aws:SourceArn", *_CONTEXT_CONDITIONS}:
+                            # An ARN of this account, or of a resource this template creates.
+                            text = str(value)
+                            own = isinstance(value, dict) and _references_resource_of(template, value)
+                            assert account in text or "AWS::AccountId" in text or own, where
+                    checked += 1
+    assert checked >= 8
+
+
+def test_each_acknowledgement_reason_matches_its_finding(env: Synthesized) -> None:
+    """The training role's two IAM5 findings each carry their own reason (one used to carry the other's)."""
+    (role,) = [r for lid, (_, r) in env.resources("AWS::IAM::Role").items() if "SageMakerExecutionRole" in lid]
+    reasons = {
+        rule["id"]: rule["reason"] for rule in role["Metadata"]["cdk_nag"]["rules_to_suppress"] if "IAM5" in rule["id"]
+    }
+    log_finding = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+    ((logs_id, logs_reason),) = [(k, v) for k, v in reasons.items() if k.startswith(log_finding)]
+    assert "/aws/sagemaker/TrainingJobs:*" in logs_id
+    assert "log" in logs_reason and "GetAuthorizationToken" not in logs_reason
+    star = reasons["AwsSolutions-IAM5[Resource::*]"]
+    assert "GetAuthorizationToken" in star and "log stream" not in star

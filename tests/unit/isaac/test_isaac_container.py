@@ -30,7 +30,10 @@ def test_hadolint_reports_nothing() -> None:
 
 def test_dockerfile_pins_the_base_keeps_the_user_and_overrides_the_entrypoint() -> None:
     lines = [line.strip() for line in DOCKERFILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    assert lines[0].startswith("FROM nvcr.io/nvidia/isaac-sim:")
+    # The base is an argument (the images workflow passes the account's mirror of it) whose default is the
+    # pinned upstream image; FROM uses nothing else.
+    assert lines[0].startswith("ARG ISAAC_SIM_BASE=nvcr.io/nvidia/isaac-sim:")
+    assert lines[1] == "FROM ${ISAAC_SIM_BASE}"
     tag = lines[0].split(":", 1)[1]
     assert tag[0].isdigit() and tag != "latest"
     assert [line for line in lines if line.startswith("USER")][-1] == "USER 1234:1234"
