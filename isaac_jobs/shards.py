@@ -54,6 +54,7 @@ def mesh_record(mesh: Mesh) -> dict[str, Any]:
         "sha256": mesh.source_sha256,
         "triangles": mesh.triangles,
         "original_triangles": mesh.original_triangles,
+        "texture_notes": mesh.texture_notes,
     }
 
 
@@ -132,6 +133,9 @@ def render_shard(
     errors = [*plan.errors, *load_errors]
     for error in errors:
         print(f"mesh skipped: {error}", file=sys.stderr)
+    for mesh in meshes:
+        for note in mesh.texture_notes:
+            print(f"mesh texture: {mesh.source}: {note}", file=sys.stderr)
     if not meshes:
         raise NoValidMeshesError(Path(meshes_dir), [str(e) for e in errors])
     result = render_meshes_to_shard(

@@ -556,6 +556,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - needs 
     mesh_errors = [*batch.errors, *load_errors]
     for error in mesh_errors:
         log.error("mesh skipped: %s", error)
+    for mesh in meshes:
+        for note in mesh.texture_notes:
+            log.warning("mesh texture: %s: %s", mesh.source, note)
     if not meshes:
         reasons = "; ".join(str(e) for e in mesh_errors) or "the batch folder holds no meshes"
         log.error("no valid mesh in %s: %s", args.meshes, reasons)
