@@ -71,6 +71,8 @@ class Mesh:
     texture: np.ndarray | None = None
     """(H, W, 3|4) uint8 base-colour image, row 0 = top of the image."""
     base_color: tuple[float, float, float] = (0.7, 0.7, 0.7)
+    material_color: bool = False
+    """``base_color`` is a flat colour the file's material gives (False: the loader's default grey)."""
     source_sha256: str = ""
     source_bytes: int = 0
     original_triangles: int = 0
@@ -78,6 +80,15 @@ class Mesh:
     extra: dict[str, str] = field(default_factory=dict)
     texture_notes: list[str] = field(default_factory=list)
     """One line per texture the file names that was not found as written: the fallback used, or still missing."""
+
+    @property
+    def has_appearance(self) -> bool:
+        """The file says how the object looks: a texture, vertex colours or a material colour.
+
+        A mesh whose texture is still missing has none (its material colour only tints that texture), so the
+        renderers may give it a randomized appearance (the scene spec's ``untextured_*`` settings).
+        """
+        return self.texture is not None or self.colors is not None or self.material_color
 
     @property
     def triangles(self) -> int:
@@ -205,6 +216,7 @@ def load_mesh(
         colors=None if colors is None else np.ascontiguousarray(np.clip(colors, 0.0, 1.0), dtype=np.float32),
         texture=part.texture,
         base_color=part.base_color,
+        material_color=part.material_color and not resolver.missing,
         source_sha256=hashlib.sha256(data).hexdigest(),
         source_bytes=len(data),
         original_triangles=original_triangles,
@@ -296,6 +308,8 @@ class TextureResolver:
         self._files = trimesh.resolvers.FilePathResolver(str(mesh_path))
         self.file_name = self._files.file_name  # the OBJ loader names the mesh after it
         self.notes: list[str] = []
+        self.missing: list[str] = []
+        """Texture names no fallback found."""
         self._answered: dict[str, bytes | None] = {}
 
     def __getitem__(self, name: str) -> bytes:
@@ -316,6 +330,7 @@ class TextureResolver:
             self._answered[name] = self._fallback(name, wanted)
         found = self._answered[name]
         if found is None:
+            self.missing.append(name)
             raise FileNotFoundError(name)
         return found
 
@@ -381,6 +396,7 @@ class _Part:
     colors: np.ndarray | None
     texture: np.ndarray | None
     base_color: tuple[float, float, float]
+    material_color: bool = False
 
 
 def _flatten(path: Path, geometry: Any, limit: int) -> _Part:
@@ -438,7 +454,14 @@ def _part(item: Any, transform: np.ndarray) -> _Part:
     if np.linalg.det(linear) < 0:
         faces = faces[:, ::-1]  # a mirroring transform would turn the mesh inside out
     return _Part(
-        positions, faces, normals, attributes.uvs, attributes.colors, attributes.texture, attributes.base_color
+        positions,
+        faces,
+        normals,
+        attributes.uvs,
+        attributes.colors,
+        attributes.texture,
+        attributes.base_color,
+        attributes.material_color,
     )
 
 
@@ -459,7 +482,8 @@ def _merge_untextured(parts: list[_Part]) -> _Part:
                 for part in parts
             ]
         )
-    return _Part(positions, faces, normals, None, colors, None, parts[0].base_color)
+    material_color = any(part.material_color for part in parts)
+    return _Part(positions, faces, normals, None, colors, None, parts[0].base_color, material_color)
 
 
 @dataclass
@@ -469,6 +493,7 @@ class _Attributes:
     colors: np.ndarray | None
     texture: np.ndarray | None
     base_color: tuple[float, float, float]
+    material_color: bool
 
 
 _DEFAULT_BASE_COLOR: Final = (0.7, 0.7, 0.7)
@@ -485,11 +510,12 @@ def _extract_attributes(item: Any) -> _Attributes:
 
     uvs = colors = texture = None
     base_color = _DEFAULT_BASE_COLOR
+    material_color = False
     visual = item.visual
     kind = getattr(visual, "kind", None)
     if kind == "texture":
         material = visual.material
-        base_color = _material_color(material)
+        base_color, material_color = _material_color(material), True
         image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
         raw_uv = getattr(visual, "uv", None)
         if raw_uv is not None and np.shape(raw_uv) == (vertex_count, 2) and np.isfinite(raw_uv).all():
@@ -501,7 +527,8 @@ def _extract_attributes(item: Any) -> _Attributes:
         rgba = np.asarray(visual.vertex_colors, dtype=np.float64)
         if rgba.shape == (vertex_count, 4):
             colors = rgba[:, :3] / 255.0
-    return _Attributes(normals, uvs, colors, texture, base_color)
+    material_color = material_color and base_color is not _DEFAULT_BASE_COLOR
+    return _Attributes(normals, uvs, colors, texture, base_color, material_color)
 
 
 def _material_color(material: Any) -> tuple[float, float, float]:

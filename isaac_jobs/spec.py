@@ -21,6 +21,7 @@ DEFAULT_SPEC_PATH = Path(__file__).with_name("default_spec.yaml")
 PROCEDURAL_BACKGROUNDS = ("gradient", "noise", "checker", "stripes", "solid")
 DISTRACTOR_SHAPES = ("box", "sphere", "cylinder", "cone", "torus", "capsule")
 IMAGE_FORMATS = ("jpg", "png")
+UNTEXTURED_APPEARANCES = ("random", "none")
 MAX_LIGHTS = 4
 MAX_OBJECTS_PER_FRAME = 190
 MAX_DISTRACTORS_PER_FRAME = 64
@@ -75,6 +76,12 @@ class SceneSpec:
     object_brightness: FloatRange
     object_saturation: FloatRange
     object_hue_shift_deg: FloatRange
+    untextured_appearance: str
+    untextured_hue_deg: FloatRange
+    untextured_saturation: FloatRange
+    untextured_value: FloatRange
+    untextured_roughness: FloatRange
+    untextured_metallic: FloatRange
     image_brightness: FloatRange
     image_contrast: FloatRange
     image_saturation: FloatRange
@@ -207,6 +214,12 @@ CHECKS: dict[str, Checker] = {
     "object_brightness": _range(0, 10),
     "object_saturation": _range(0, 10),
     "object_hue_shift_deg": _range(-180, 180),
+    "untextured_appearance": _choice(UNTEXTURED_APPEARANCES),
+    "untextured_hue_deg": _range(0, 360),
+    "untextured_saturation": _range(0, 1),
+    "untextured_value": _range(0, 1),
+    "untextured_roughness": _range(0, 1),
+    "untextured_metallic": _range(0, 1),
     "image_brightness": _range(0, 10),
     "image_contrast": _range(0, 10),
     "image_saturation": _range(0, 10),

@@ -19,12 +19,13 @@ Render processes should set OPENBLAS_NUM_THREADS=1 before numpy loads (OpenBLAS 
 
 from __future__ import annotations
 
+import colorsys
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -35,6 +36,8 @@ from isaac_jobs.spec import PROCEDURAL_BACKGROUNDS, SceneSpec
 
 BACKGROUND_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 BACKGROUND_TEXTURE_CACHE = 32
+DEFAULT_SHININESS: Final = 32.0
+"""Highlight exponent of meshes that keep their own look, and of distractors."""
 """User background images kept on the GPU at once (least recently used are released)."""
 
 _VERTEX_SHADER = """
@@ -105,6 +108,8 @@ uniform float object_brightness;
 uniform float object_saturation;
 uniform mat3 hue_rotation;
 uniform float specular;
+uniform float shininess;          // Blinn-Phong exponent (from roughness)
+uniform float metallic;           // 0 dielectric: white highlight; 1 metal: no diffuse, albedo-tinted highlight
 in vec3 v_world;
 in vec3 v_normal;
 in vec2 v_uv;
@@ -128,8 +133,8 @@ void main() {
     for (int i = 0; i < light_count; ++i) {
         vec3 l = light_direction[i];
         float diffuse = max(dot(n, l), 0.0);
-        float highlight = pow(max(dot(n, normalize(l + view)), 0.0), 32.0) * specular;
-        lit += light_color[i] * (diffuse * albedo + highlight);
+        float highlight = pow(max(dot(n, normalize(l + view)), 0.0), shininess) * mix(specular, 1.0, metallic);
+        lit += light_color[i] * (diffuse * albedo * (1.0 - metallic) + highlight * mix(vec3(1.0), albedo, metallic));
     }
     out_color = vec4(finish_image(lit), 1.0);
     out_id = object_id;
@@ -233,6 +238,7 @@ class _GpuMesh:
     texture: Any | None
     color_mode: int
     base_color: tuple[float, float, float]
+    has_appearance: bool  # see Mesh.has_appearance
     center: np.ndarray
     longest_side: float
     corners: np.ndarray  # (8, 4) homogeneous bounding-box corners, local frame
@@ -268,8 +274,9 @@ class _Placed:
     mesh: _GpuMesh
     model: np.ndarray
     color_jitter: tuple[float, float, np.ndarray]  # brightness, saturation, hue rotation
-    base_color: tuple[float, float, float] | None  # distractors get a random flat colour
+    base_color: tuple[float, float, float] | None  # distractors and meshes without appearance: a random flat colour
     instance: ObjectInstance
+    surface: tuple[float, float] = (DEFAULT_SHININESS, 0.0)  # Blinn-Phong exponent, metallic
     rect: tuple[int, int, int, int] = (0, 0, 0, 0)  # conservative screen rect x0, y0, x1, y1
     depth: tuple[float, float] = (0.0, 0.0)  # view depth range of its bounding box
 
@@ -336,6 +343,22 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
 
 def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     return int(rng.integers(bounds[0], bounds[1] + 1))
+
+
+def shininess_from_roughness(roughness: float) -> float:
+    """Blinn-Phong exponent matching a GGX-style roughness (alpha = roughness^2, n = 2 / alpha^2 - 2)."""
+    alpha = max(roughness, 0.05) ** 2
+    return float(min(max(2.0 / alpha**2 - 2.0, 1.0), 1024.0))
+
+
+def untextured_appearance(
+    rng: np.random.Generator, spec: SceneSpec
+) -> tuple[tuple[float, float, float], tuple[float, float]]:
+    """One instance's random look (spec ``untextured_*``): albedo RGB, and (Blinn-Phong exponent, metallic)."""
+    hue = _uniform(rng, spec.untextured_hue_deg) / 360.0 % 1.0
+    rgb = colorsys.hsv_to_rgb(hue, _uniform(rng, spec.untextured_saturation), _uniform(rng, spec.untextured_value))
+    roughness, metallic = _uniform(rng, spec.untextured_roughness), _uniform(rng, spec.untextured_metallic)
+    return (rgb[0], rgb[1], rgb[2]), (shininess_from_roughness(roughness), metallic)
 
 
 def distractor_meshes() -> dict[str, Mesh]:
@@ -461,6 +484,7 @@ class GLRenderer:
             texture=texture,
             color_mode=color_mode,
             base_color=tuple(float(c) for c in mesh.base_color),  # type: ignore[arg-type]
+            has_appearance=mesh.has_appearance,
             center=(low + high).astype(np.float64) / 2,
             longest_side=max(float(np.max(high - low)), 1e-9),
             corners=corners,
@@ -606,7 +630,11 @@ class GLRenderer:
                 _hue_rotation(_uniform(rng, spec.object_hue_shift_deg)),
             )
             instance = ObjectInstance(number + 1, class_id, self.meshes[mesh_index].name)
-            placed.append(_Placed(gpu, model, jitter, None, instance))
+            if gpu.has_appearance or spec.untextured_appearance == "none":
+                placed.append(_Placed(gpu, model, jitter, None, instance))
+            else:
+                albedo, surface = untextured_appearance(rng, spec)
+                placed.append(_Placed(gpu, model, jitter, albedo, instance, surface=surface))
         for number in range(len(placed), len(placed) + _integer(rng, spec.distractors_per_frame)):
             shape = int(rng.integers(len(self._distractors)))
             gpu = self._distractors[shape]
@@ -723,6 +751,7 @@ class GLRenderer:
             brightness, saturation, hue = item.color_jitter
             program["object_brightness"].value = brightness
             program["object_saturation"].value = saturation
+            program["shininess"].value, program["metallic"].value = item.surface
             program["hue_rotation"].write(_gl_matrix(hue))
             if gpu.texture is not None and item.base_color is None:
                 gpu.texture.use(location=0)

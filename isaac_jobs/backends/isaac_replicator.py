@@ -44,6 +44,10 @@ How the scene spec maps onto Replicator, and where it cannot mirror the GL backe
 * Colour jitter: the per-object albedo/saturation/hue jitter is not applied (the assets keep their own
   USD materials: replacing them would lose textures). The whole-image brightness/contrast/saturation/
   noise jitter is applied after capture, per frame from ``(seed, frame index)`` (:func:`jitter_image`).
+* Appearance where a mesh has none (``untextured_*``): not mirrored yet. Meshes without a texture, vertex
+  colours or a material colour keep the exporter's grey material; Replicator could express it
+  (``rep.create.material_omnipbr`` with diffuse/roughness/metallic distributions bound per prim), once the
+  USD asset carries whether a mesh has a look of its own.
 * Frames: ``rep.trigger.on_frame(max_execs=frames)`` (``num_frames`` in Replicator before 1.10) holds
   the randomizers, and the script steps ``rep.orchestrator.step(rt_subframes=...)`` exactly once per
   frame of the shard, then waits for the writer (``captureOnPlay`` off, the Isaac Sim 4.5+ pattern).

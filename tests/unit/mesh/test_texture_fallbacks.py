@@ -138,3 +138,21 @@ def test_render_prints_each_note_and_the_manifest_records_it(sample_batch: Path,
     notes = {Path(r["path"]).name: r["texture_notes"] for r in records}
     assert notes["can.ply"] == []
     assert len(notes["bottle.obj"]) == 1 and "textures/bottle.png" in notes["bottle.obj"][0]
+
+
+def test_which_loaded_meshes_have_a_look_of_their_own(sample_batch: Path, tmp_path: Path) -> None:
+    assert not load_mesh(sample_batch / "book" / "book.stl", class_name="book").has_appearance
+    assert load_mesh(sample_batch / "mug" / "mug_sam3d.glb", class_name="mug").has_appearance
+    assert load_mesh(sample_batch / "bottle" / "bottle.obj", class_name="bottle").has_appearance
+    obj = (sample_batch / "bottle" / "bottle.obj").read_text()
+    mtl = (sample_batch / "bottle" / "bottle.mtl").read_text()
+    (tmp_path / "red").mkdir()
+    (tmp_path / "red" / "bottle.obj").write_text(obj)
+    (tmp_path / "red" / "bottle.mtl").write_text(mtl.replace("Kd 1 1 1", "Kd 0.8 0.1 0.1").replace("map_Kd", "#"))
+    red = load_mesh(tmp_path / "red" / "bottle.obj", class_name="bottle")
+    assert red.has_appearance and red.texture is None and red.base_color == pytest.approx((0.8, 0.1, 0.1), abs=0.01)
+    (tmp_path / "lost").mkdir()
+    (tmp_path / "lost" / "bottle.obj").write_text(obj)
+    (tmp_path / "lost" / "bottle.mtl").write_text(mtl)  # names bottle.png, which is nowhere
+    lost = load_mesh(tmp_path / "lost" / "bottle.obj", class_name="bottle")
+    assert lost.texture is None and not lost.has_appearance and lost.texture_notes
