@@ -53,6 +53,9 @@ bench-render: setup ## Render throughput: end-to-end frames/s beside the bare re
 bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs an Ultralytics baseline server
 	$(PY) bench/serving_latency.py
 
+bench-domain-shift: setup ## Synthetic-val vs domain-shift mAP50 (Cycles reference set; makes its bpy venv once, ~1 GB)
+	$(PY) bench/domain_shift.py --variant cpu --out $(OUT)/domain-shift
+
 synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
 
@@ -62,4 +65,4 @@ check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templat
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving
+.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving bench-domain-shift
