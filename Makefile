@@ -60,6 +60,10 @@ bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime 
 bench-serving-soak: setup ## Serving soak: 5 minutes of good, hostile and slow clients on loopback (0 5xx, 0 restarts)
 	$(PY) bench/serving_soak.py --seconds 300
 
+.PHONY: bench-domain-shift
+bench-domain-shift: setup ## Synthetic-val vs domain-shift mAP50 (Cycles reference set; makes its bpy venv once, ~1 GB)
+	$(PY) bench/domain_shift.py --variant cpu --out $(OUT)/domain-shift
+
 synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
 

@@ -21,6 +21,12 @@ Conventions ``load_mesh`` applies (README-level facts, keep in sync with samples
   ``fast-simplification`` package when installed, else pure-numpy vertex clustering); vertex colours and
   UVs follow the nearest original vertex. A mesh over ``max_triangles`` (default 20 x budget) is refused:
   it is almost certainly a wrong file (a scan export, a unit mix-up) and would cost minutes per shard.
+* Textures that do not resolve. An OBJ's MTL (``map_Kd``) or a glTF (an image ``uri``) may name a texture
+  that is not where it says (a path from the author's machine, a renamed folder). As DCC tools do, the
+  loader then takes the same file name (case-insensitive) anywhere under the mesh's folder (the shallowest,
+  then the first in sorted order), else the only image beside the mesh. Each fallback, and each texture
+  still missing (the mesh renders without it), is one line of ``Mesh.texture_notes``, which the render
+  command prints and the manifest records per file.
 * Input files are only ever read (once, into memory: the hash recorded is of the bytes parsed).
 """
 
@@ -29,8 +35,9 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -67,11 +74,24 @@ class Mesh:
     texture: np.ndarray | None = None
     """(H, W, 3|4) uint8 base-colour image, row 0 = top of the image."""
     base_color: tuple[float, float, float] = (0.7, 0.7, 0.7)
+    material_color: bool = False
+    """``base_color`` is a flat colour the file's material gives (False: the loader's default grey)."""
     source_sha256: str = ""
     source_bytes: int = 0
     original_triangles: int = 0
     """Triangle count before decimation to the budget."""
     extra: dict[str, str] = field(default_factory=dict)
+    texture_notes: list[str] = field(default_factory=list)
+    """One line per texture the file names that was not found as written: the fallback used, or still missing."""
+
+    @property
+    def has_appearance(self) -> bool:
+        """The file says how the object looks: a texture, vertex colours or a material colour.
+
+        A mesh whose texture is still missing has none (its material colour only tints that texture), so the
+        renderers may give it a randomized appearance (the scene spec's ``untextured_*`` settings).
+        """
+        return self.texture is not None or self.colors is not None or self.material_color
 
     @property
     def triangles(self) -> int:
@@ -149,6 +169,7 @@ def load_mesh(
     elif suffix == ".ply":
         _check_ply_header(path, data, limit)
 
+    resolver = TextureResolver(path)
     if suffix in USD_SUFFIXES:
         # USD says its own up axis and unit (stage metadata); an explicit batch up_axis still wins.
         part, stage_axis, meters_per_unit = _usd_part(path, limit)
@@ -156,7 +177,7 @@ def load_mesh(
         scale = scale * meters_per_unit
     else:
         axis = resolve_up_axis(path, up_axis)
-        part = _flatten(path, _parse(path, data, suffix), limit)
+        part = _flatten(path, _parse(path, data, suffix, resolver), limit)
     positions, faces = part.positions, part.faces
     if positions.size == 0 or faces.size == 0:
         raise MeshError(path, "empty mesh: no vertices or no triangles")
@@ -203,10 +224,12 @@ def load_mesh(
         colors=None if colors is None else np.ascontiguousarray(np.clip(colors, 0.0, 1.0), dtype=np.float32),
         texture=part.texture,
         base_color=part.base_color,
+        material_color=part.material_color and not resolver.missing,
         source_sha256=hashlib.sha256(data).hexdigest(),
         source_bytes=len(data),
         original_triangles=original_triangles,
         extra=extra,
+        texture_notes=resolver.notes,
     )
 
 
@@ -295,13 +318,93 @@ def _over_limit(triangles: int, limit: int) -> str:
     )
 
 
-def _parse(path: Path, data: bytes, suffix: str) -> Any:
+IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg", ".bmp", ".tga", ".tif", ".tiff", ".webp")
+"""What counts as a texture image when a missing texture is looked for under the mesh's folder."""
+
+
+class TextureResolver:
+    """A mesh's companion files (read-only, through trimesh's file resolver), with the texture fallbacks.
+
+    A texture name that does not resolve beside the mesh (trimesh already tries the bare file name there)
+    becomes, in order: the same file name anywhere under the mesh's folder, else the only image beside the
+    mesh. ``notes`` gets one line per texture name that needed a fallback or is still missing.
+    """
+
+    def __init__(self, mesh_path: Path) -> None:
+        import trimesh
+
+        self.mesh_path = Path(mesh_path)
+        self._files = trimesh.resolvers.FilePathResolver(str(mesh_path))
+        self.file_name = self._files.file_name  # the OBJ loader names the mesh after it
+        self.notes: list[str] = []
+        self.missing: list[str] = []
+        """Texture names no fallback found."""
+        self._answered: dict[str, bytes | None] = {}
+
+    def __getitem__(self, name: str) -> bytes:
+        return self.get(name)
+
+    def keys(self) -> Any:
+        return self._files.keys()
+
+    def get(self, name: str) -> bytes:
+        try:
+            data: bytes = self._files.get(name)
+            return data
+        except (FileNotFoundError, ValueError):
+            wanted = _texture_file_name(name)
+            if Path(wanted).suffix.lower() not in IMAGE_SUFFIXES:
+                raise  # an MTL or a glTF buffer: parsing reports it
+        if name not in self._answered:  # a name used by several materials is looked for (and noted) once
+            self._answered[name] = self._fallback(name, wanted)
+        found = self._answered[name]
+        if found is None:
+            self.missing.append(name)
+            raise FileNotFoundError(name)
+        return found
+
+    def _fallback(self, name: str, wanted: str) -> bytes | None:
+        folder = self.mesh_path.parent
+        same_name = sorted(
+            (p for p in folder.rglob("*") if p.is_file() and p.name.lower() == wanted.lower()),
+            key=lambda p: (len(p.relative_to(folder).parts), p.as_posix()),
+        )
+        beside = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if same_name:
+            chosen, why = same_name[0], "the same file name under the mesh's folder"
+            if len(same_name) > 1:
+                why += f"; {len(same_name)} files have that name, the shallowest was taken"
+        elif len(beside) == 1:
+            chosen, why = beside[0], "the only image beside the mesh"
+        else:
+            images = f"{len(beside)} images" if beside else "no image"
+            self.notes.append(
+                f"texture '{name}' is missing: no file named '{wanted}' under {folder} and {images} beside "
+                "the mesh; it renders without that texture"
+            )
+            return None
+        try:
+            data = chosen.read_bytes()
+        except OSError as exc:
+            self.notes.append(f"texture '{name}' is missing; {chosen} was found but cannot be read: {exc}")
+            return None
+        self.notes.append(f"texture '{name}' not found as written; used {chosen.relative_to(folder)} ({why})")
+        return data
+
+
+def _texture_file_name(name: str) -> str:
+    """The file name part of a texture reference: URL-decoded (glTF URIs), Windows or POSIX separators."""
+    return PureWindowsPath(urllib.parse.unquote(name.strip())).name
+
+
+def _parse(path: Path, data: bytes, suffix: str, resolver: TextureResolver) -> Any:
     import trimesh
 
-    # Companion files (.mtl, .bin, textures) are looked up beside the source, read-only.
-    resolver = trimesh.resolvers.FilePathResolver(str(path))
+    # Companion files (.mtl, .bin, textures) are looked up beside the source, read-only. TextureResolver is
+    # duck-typed (get, [], keys, file_name: all trimesh's loaders use), so trimesh is imported only when needed.
+    files: Any = resolver
     try:
-        return trimesh.load(io.BytesIO(data), file_type=suffix.lstrip("."), resolver=resolver, process=False)
+        return trimesh.load(io.BytesIO(data), file_type=suffix.lstrip("."), resolver=files, process=False)
     except MeshError:
         raise
     except Exception as exc:  # trimesh raises many types for bad bytes; all mean the same to the user
@@ -322,6 +425,7 @@ class _Part:
     colors: np.ndarray | None
     texture: np.ndarray | None
     base_color: tuple[float, float, float]
+    material_color: bool = False
 
 
 def _flatten(path: Path, geometry: Any, limit: int) -> _Part:
@@ -379,7 +483,14 @@ def _part(item: Any, transform: np.ndarray) -> _Part:
     if np.linalg.det(linear) < 0:
         faces = faces[:, ::-1]  # a mirroring transform would turn the mesh inside out
     return _Part(
-        positions, faces, normals, attributes.uvs, attributes.colors, attributes.texture, attributes.base_color
+        positions,
+        faces,
+        normals,
+        attributes.uvs,
+        attributes.colors,
+        attributes.texture,
+        attributes.base_color,
+        attributes.material_color,
     )
 
 
@@ -400,7 +511,8 @@ def _merge_untextured(parts: list[_Part]) -> _Part:
                 for part in parts
             ]
         )
-    return _Part(positions, faces, normals, None, colors, None, parts[0].base_color)
+    material_color = any(part.material_color for part in parts)
+    return _Part(positions, faces, normals, None, colors, None, parts[0].base_color, material_color)
 
 
 @dataclass
@@ -410,6 +522,7 @@ class _Attributes:
     colors: np.ndarray | None
     texture: np.ndarray | None
     base_color: tuple[float, float, float]
+    material_color: bool
 
 
 _DEFAULT_BASE_COLOR: Final = (0.7, 0.7, 0.7)
@@ -426,11 +539,12 @@ def _extract_attributes(item: Any) -> _Attributes:
 
     uvs = colors = texture = None
     base_color = _DEFAULT_BASE_COLOR
+    material_color = False
     visual = item.visual
     kind = getattr(visual, "kind", None)
     if kind == "texture":
         material = visual.material
-        base_color = _material_color(material)
+        base_color, material_color = _material_color(material), True
         image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
         raw_uv = getattr(visual, "uv", None)
         if raw_uv is not None and np.shape(raw_uv) == (vertex_count, 2) and np.isfinite(raw_uv).all():
@@ -442,7 +556,8 @@ def _extract_attributes(item: Any) -> _Attributes:
         rgba = np.asarray(visual.vertex_colors, dtype=np.float64)
         if rgba.shape == (vertex_count, 4):
             colors = rgba[:, :3] / 255.0
-    return _Attributes(normals, uvs, colors, texture, base_color)
+    material_color = material_color and base_color is not _DEFAULT_BASE_COLOR
+    return _Attributes(normals, uvs, colors, texture, base_color, material_color)
 
 
 def _material_color(material: Any) -> tuple[float, float, float]:

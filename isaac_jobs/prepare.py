@@ -84,6 +84,8 @@ class AssetRecord:
     original_triangles: int
     bounds: tuple[tuple[float, float, float], tuple[float, float, float]]
     """Axis-aligned bounds (min, max) in metres, Z-up: what a backend places the asset by."""
+    texture_notes: tuple[str, ...] = ()
+    """How each texture the mesh names was found (a fallback) or that it is still missing (mesh.TextureResolver)."""
 
     @property
     def center(self) -> tuple[float, float, float]:
@@ -142,6 +144,7 @@ class PreparedBatch:
                     **item,
                     "files": tuple(AssetFile(**f) for f in item["files"]),
                     "bounds": (tuple(item["bounds"][0]), tuple(item["bounds"][1])),
+                    "texture_notes": tuple(item.get("texture_notes", ())),
                 }
             )
             for item in data["assets"]
@@ -352,6 +355,7 @@ def _write_assets(
                     (float(low[0]), float(low[1]), float(low[2])),
                     (float(high[0]), float(high[1]), float(high[2])),
                 ),
+                texture_notes=tuple(mesh.texture_notes),
             )
         )
     return assets, errors

@@ -48,6 +48,7 @@ def mesh_record(mesh: Mesh) -> dict[str, Any]:
         "sha256": mesh.source_sha256,
         "triangles": mesh.triangles,
         "original_triangles": mesh.original_triangles,
+        "texture_notes": mesh.texture_notes,
     }
 
 
@@ -125,6 +126,9 @@ def render_shard(
     errors = prepared.error_lines(Path(meshes_dir))
     for line in errors:
         print(f"mesh skipped: {line}", file=sys.stderr)
+    for asset in prepared.assets:
+        for note in asset.texture_notes:
+            print(f"mesh texture: {Path(meshes_dir) / asset.source}: {note}", file=sys.stderr)
     result = render_prepared(
         prepared, Path(out_dir), spec=spec, shard=shard, shards=shards, backend=backend, progress=progress
     )
@@ -144,6 +148,7 @@ def shard_metadata(prepared: PreparedBatch, *, assets_root: str | None = None) -
                 "sha256": a.source_sha256,
                 "triangles": a.triangles,
                 "original_triangles": a.original_triangles,
+                "texture_notes": list(a.texture_notes),
             }
             for a in prepared.assets
         ],
