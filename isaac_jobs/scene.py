@@ -512,8 +512,8 @@ class SceneSampler:
         # Every value is drawn whether its setting is on or not, so turning one setting off leaves the others'.
         objects = tuple(replace(o, material=self._object_material(rng, o.asset)) for o in objects)
         distractors = tuple(replace(d, material=self._distractor_material(rng, d.color)) for d in distractors)
-        temperatures = [_uniform(rng, spec.light_temperature_k or (6500.0, 6500.0)) for _ in lights]
-        if spec.light_temperature_k is not None:
+        temperatures = [_uniform(rng, spec.light_temperature_k) for _ in lights]
+        if spec.light_temperature:
             lights = tuple(replace(light, temperature_k=t) for light, t in zip(lights, temperatures, strict=True))
         has_ground = bool(rng.uniform() < spec.ground_plane_probability)
         ground_material = self._ground_material(rng)

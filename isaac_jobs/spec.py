@@ -98,7 +98,8 @@ class SceneSpec:
     shadow_map_size: int
     shadow_softness: FloatRange
     environment_light: bool
-    light_temperature_k: FloatRange | None
+    light_temperature: bool
+    light_temperature_k: FloatRange
     exposure_ev: FloatRange
     defocus_probability: float
     defocus_px: FloatRange
@@ -274,7 +275,8 @@ CHECKS: dict[str, Checker] = {
     "shadow_map_size": _int(64, 8192),
     "shadow_softness": _range(0, 16),
     "environment_light": _bool,
-    "light_temperature_k": _optional(_range(1000, 40000)),
+    "light_temperature": _bool,
+    "light_temperature_k": _range(1000, 40000),
     "exposure_ev": _range(-10, 10),
     "defocus_probability": _float(0.0, 1.0),
     "defocus_px": _range(0, 50),
@@ -288,7 +290,7 @@ REALISM_OFF: dict[str, Any] = {
     "pbr_shading": False,
     "shadows": False,
     "environment_light": False,
-    "light_temperature_k": None,
+    "light_temperature": False,
     "exposure_ev": [0.0, 0.0],
     "defocus_probability": 0.0,
     "motion_blur_probability": 0.0,
