@@ -228,7 +228,8 @@ def _render_shard_with_isaac(
             class_names=prepared.class_names,
             spec=spec,
             frame_indices=[plan.frame_index for plan in plans],
-            transform_rgb=lambda frame_index, rgb: isaac.jitter_image(rgb, by_frame[frame_index].image),
+            transform_rgb=lambda frame_index, rgb: isaac.finish_frame(rgb, by_frame[frame_index]),
+            jpeg_quality=lambda frame_index: by_frame[frame_index].realism.jpeg_quality,
         )
         renderer = json.loads((work / isaac.RENDERER_INFO_NAME).read_text(encoding="utf-8"))
         path = writer.commit(
