@@ -20,6 +20,13 @@ Conventions every backend follows (so the same plan gives the same picture geome
 New randomizations (materials, a ground plane, light kinds, camera effects) are added as new fields of the
 plan (with defaults that mean "as before"), drawn here AFTER the existing draws so earlier fields keep their
 values, and then honoured by each backend (or listed in its docstring as not honoured).
+
+The realism fields (issue 10) follow that rule: each object's and distractor's :class:`MaterialPlan` (its
+asset's own colours, its class look, or a random look; needs the assets' :class:`AssetTraits`), each light's
+colour temperature, the :class:`GroundPlan` and the resting or floating poses on it (which replace the
+objects' rotation and height), and the frame's :class:`RealismPlan` (shading switches, shadow softness,
+exposure, blur, JPEG quality). Every value is drawn whether its setting is on or not, so switching one
+setting off leaves the others' values as they were.
 """
 
 from __future__ import annotations

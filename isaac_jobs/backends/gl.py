@@ -2,9 +2,27 @@
 
 It renders every field of a ``ScenePlan``. From the USD assets (read by ``isaac_jobs.usd_import``, once per
 process, into GPU buffers) it honours geometry, normals, UVs, display colours and the UsdPreviewSurface
-``diffuseColor`` (constant, texture or display-colour reader); the other preview-surface inputs it does not
-(metallic, roughness, specular, emissive, opacity, normal/occlusion maps: lighting is its own Blinn-Phong with
-the plan's per-frame specular strength). Shadows and reflections are not drawn.
+``diffuseColor`` (constant, texture or display-colour reader); roughness and metallic come from the plan (a
+class look's ranges, recorded in the batch plan, or the spec's), and the other preview-surface inputs are not
+read (specular, emissive, opacity, normal/occlusion maps).
+
+Realism (the plan's materials, ground and ``RealismPlan``): colourless meshes are drawn in their planned look,
+with the procedural pattern (3D value noise, grain rings, stripes in the object's own coordinates, so it sticks
+to the surface); shading is GGX (Trowbridge-Reitz, Schlick-GGX geometry, Schlick Fresnel, metallic workflow)
+or, with ``pbr_shading`` off, the earlier Blinn-Phong with the plan's specular strength; ambient light is a
+hemisphere between the background's (or the ground's) lower colour and its upper colour; each light is tinted
+by its colour temperature. The ground plane is a large quad at the planned height with its own cheap shader
+(flat, rough: the other lights' terms are constants summed on the CPU) writing id 0, so it hides what is below
+it like the background does and boxes stay those of the objects' visible pixels. Shadows: one depth pass per
+frame from the strongest (key) light into a ``shadow_map_size`` depth texture, orthographic and fitted to the
+casters as that light sees them; objects and the ground read it through a comparison sampler (two rotated
+taps, each 2x2-filtered: PCF soft edges; normal offset + depth bias against acne). Only the part of the ground
+inside the light's shadow window uses the shadow-reading shader; the rest of the plane is drawn a millimetre
+lower with a shader without the sampler, because on llvmpipe a bound shadow sampler costs on every pixel.
+Other lights cast no shadows; there are no reflections. Defocus and motion blur are applied to the read-back
+image (``isaac_jobs.camera_effects``) and exposure multiplies the image brightness, so boxes come from the
+sharp id image. Draw order is objects, ground, background (at depth 1.0), so llvmpipe's early depth test skips
+the background shader where something covers it.
 
 On a CPU machine EGL gives Mesa llvmpipe; on an NVIDIA GPU the vendor EGL. One pass draws into two targets
 (MRT): the RGB image and an 8-bit object-id image (0 = background, 1..n = the frame's labelled objects,
