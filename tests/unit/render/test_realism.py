@@ -375,3 +375,13 @@ def test_resting_poses_cover_every_face_more_often_the_larger_ones() -> None:
     flat = sum(face in STABLE_ROTATIONS[:2] for face in faces)  # the 1.0 x 0.5 faces down
     edge = sum(face in STABLE_ROTATIONS[4:] for face in faces)  # the 0.5 x 0.1 faces down
     assert flat > 4 * edge and edge > 0
+
+
+def test_the_ground_hides_what_is_on_its_other_side_and_boxes_follow(renderers, box_mesh) -> None:
+    # A camera below the plane sees its underside: the object resting on it is hidden (id 0), so no box.
+    below = {"camera_elevation_deg": [-30, -30], "ground_height": -0.05, "position_z": [0, 0]}
+    hidden, plan = render(renderers, box_mesh, ground_plane_probability=1.0, **below)
+    seen, _ = render(renderers, box_mesh, ground_plane_probability=0.0, **below)
+    assert plan.ground is not None and plan.camera.eye[2] < plan.ground.height
+    assert not (hidden.ids == 1).any() and hidden.boxes == []
+    assert (seen.ids == 1).any() and len(seen.boxes) == 1
