@@ -31,12 +31,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from sim2cloud import contract
+
 if TYPE_CHECKING:
     from isaac_jobs.mesh import Mesh
 
 LOOK_KEYS: Final = ("hue", "saturation", "value", "roughness", "metallic", "texture")
 LOOK_RANGE_LIMITS: Final = {"hue": (0.0, 360.0), "saturation": (0.0, 1.0), "value": (0.0, 1.0),
                             "roughness": (0.0, 1.0), "metallic": (0.0, 1.0)}  # fmt: skip
+LOOK_TEXTURE_EXTENSIONS: Final = tuple(e for e in contract.MESH_COMPANION_EXTENSIONS if e in (".png", ".jpg", ".jpeg"))
+"""Image files a batch may carry beside its meshes (the render launcher accepts them as companions)."""
 LOOK_CUSTOM_DATA_KEY: Final = "sim2cloud:look"
 """customData key of the USD material prim holding the class look's ranges (JSON)."""
 MESH_LOOK_KEY: Final = "look"
@@ -106,6 +110,9 @@ def parse_looks(raw: Any, class_names: Sequence[str] | None, batch_dir: Path, wh
             if key == "texture":
                 if not isinstance(value, str) or not (Path(batch_dir) / value).is_file():
                     raise LookError(f"{here}.texture: {value!r} is not an image file under the batch folder")
+                if Path(value).suffix.lower() not in LOOK_TEXTURE_EXTENSIONS:
+                    allowed = ", ".join(LOOK_TEXTURE_EXTENSIONS)
+                    raise LookError(f"{here}.texture: {value!r} must be one of {allowed} (what uploads accept)")
                 continue
             lo, hi = LOOK_RANGE_LIMITS[key]
             if (

@@ -361,6 +361,7 @@ def test_a_colourless_mesh_takes_a_class_texture_with_box_projected_uvs(tmp_path
         ("looks:\n  book: {glossiness: [0, 1]}\n", "unknown key 'glossiness'"),
         ("looks:\n  plate: {value: [0.2, 0.3]}\n", "no class of that name"),
         ("looks:\n  book: {texture: textures/missing.png}\n", "texture"),
+        ("looks:\n  book: {texture: book/book.stl}\n", "must be one of .png"),
     ],
 )
 def test_a_bad_look_stops_the_batch_with_a_message_naming_it(tmp_path: Path, looks: str, message: str) -> None:
