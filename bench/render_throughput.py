@@ -1,4 +1,5 @@
-"""Render throughput of the GL backend (not a test): end-to-end frames/s beside the bare render rate.
+"""Render throughput of the GL backend (not a test): end-to-end frames/s beside the bare render rate, for the
+default scene spec and for the same scenes with the realism settings off (``spec.REALISM_OFF``), in one run.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/render_throughput.py [--frames 300] [--size 640]
 
@@ -13,8 +14,13 @@ Both loops render the same frames of the same scene spec (same seed, same meshes
     occlusion queries), readback of the RGB image and the id image, tight boxes from the id image and the
     drop rule, then JPEG encoding and the image + label files written on the writer's thread, and finally
     the shard committed (waits for every pending encode, renames the shard into place, writes the marker).
-The two alternate every --chunk frames (so a busy neighbour on a shared machine slows both alike) and the
-totals give the two rates and their ratio end-to-end / bare.
+Both loops run for two renderers (each its own GL context): the default spec (realism on: random looks,
+ground plane, key-light shadow map, GGX, environment light, camera effects, JPEG quality range) and the same
+spec with ``REALISM_OFF`` applied (the frames as drawn before those settings existed). All four loops
+alternate every --chunk frames (so a busy neighbour on a shared machine slows all alike); the totals give the
+four rates, end-to-end / bare for each, and the realism cost: default end to end / realism-off end to end.
+The end-to-end loops are also timed in CPU seconds of this process (llvmpipe's threads included; the writer's
+encode threads too), a steadier figure than wall time when neighbours load the machine.
 """
 
 from __future__ import annotations
@@ -36,26 +42,39 @@ from bench.provenance import print_source_line  # noqa: E402
 from isaac_jobs.backends.gl import GLRenderer  # noqa: E402
 from isaac_jobs.dataset import ShardWriter  # noqa: E402
 from isaac_jobs.prepare import prepare_batch  # noqa: E402
-from isaac_jobs.spec import load_spec  # noqa: E402
+from isaac_jobs.spec import REALISM_OFF, load_spec  # noqa: E402
 
 
-def measure(renderer: GLRenderer, frames: range, class_names: list[str], out: Path, chunk: int) -> tuple[float, float]:
-    """Seconds spent on (bare, end to end) for the same frames, alternating chunk by chunk."""
-    bare = end_to_end = 0.0
-    writer = ShardWriter(out, class_names=class_names, shard=0, shards=1, jpeg_quality=renderer.spec.jpeg_quality)
+def measure(
+    renderers: list[GLRenderer], frames: range, class_names: list[str], out: Path, chunk: int
+) -> list[tuple[float, float]]:
+    """Seconds spent on (bare, end to end, end-to-end CPU) per renderer for the same frames, chunk by chunk."""
+    times = [[0.0, 0.0, 0.0] for _ in renderers]
+    writers = [
+        ShardWriter(out / str(number), class_names=class_names, shard=0, shards=1, jpeg_quality=92)
+        for number in range(len(renderers))
+    ]
     for first in range(frames.start, frames.stop, chunk):
         part = range(first, min(first + chunk, frames.stop))
+        for renderer, writer, spent in zip(renderers, writers, times, strict=True):
+            with renderer.ctx:  # each renderer has its own GL context: make it current
+                start = time.perf_counter()
+                for frame_index in part:
+                    renderer.render_image(frame_index)
+                middle, cpu = time.perf_counter(), time.process_time()
+                for frame_index in part:
+                    plan = renderer.scene_plan(frame_index)
+                    rgb, boxes = renderer.render_frame(plan)
+                    writer.add_frame(frame_index, rgb, boxes, jpeg_quality=plan.realism.jpeg_quality)
+                writer.wait()  # this chunk's encodes are counted for this renderer
+                spent[0] += middle - start
+                spent[1] += time.perf_counter() - middle
+                spent[2] += time.process_time() - cpu
+    for renderer, writer, spent in zip(renderers, writers, times, strict=True):
         start = time.perf_counter()
-        for frame_index in part:
-            renderer.render_image(frame_index)
-        middle = time.perf_counter()
-        for frame_index in part:
-            rgb, boxes = renderer.render_frame(frame_index)
-            writer.add_frame(frame_index, rgb, boxes)
-        bare, end_to_end = bare + middle - start, end_to_end + time.perf_counter() - middle
-    start = time.perf_counter()
-    writer.commit({"renderer": renderer.renderer_info})  # waits for the last encodes, renames, writes the marker
-    return bare, end_to_end + time.perf_counter() - start
+        writer.commit({"renderer": renderer.renderer_info})  # waits for the last encodes, renames, writes the marker
+        spent[1] += time.perf_counter() - start
+    return [(bare, end_to_end, cpu) for bare, end_to_end, cpu in times]
 
 
 def main() -> int:
@@ -67,7 +86,9 @@ def main() -> int:
     args = parser.parse_args()
     print_source_line()
 
-    spec = load_spec(overrides={"width": args.size, "height": args.size, "frames": args.frames})
+    size = {"width": args.size, "height": args.size, "frames": args.frames}
+    spec = load_spec(overrides=size)
+    realism_off = load_spec(overrides={**size, **REALISM_OFF})
     with tempfile.TemporaryDirectory(prefix="render-bench-") as folder:
         start = time.perf_counter()
         prepared = prepare_batch(args.meshes, Path(folder) / "assets", progress=False)
@@ -78,20 +99,28 @@ def main() -> int:
         meshes = prepared.load_meshes()
         renderer = GLRenderer(meshes, prepared.class_names, spec)
         loaded_s = time.perf_counter() - start
+        baseline = GLRenderer(meshes, prepared.class_names, realism_off)
         frames = range(args.frames)
         triangles = sum(m.triangles for m in meshes)
         print(f"renderer: {renderer.renderer_info['gl_renderer']} | {renderer.renderer_info['gl_version']}")
         print(f"{len(meshes)} meshes ({triangles} triangles), {args.size}x{args.size}, {args.frames} frames per loop")
         print(f"meshes -> USD assets (once per batch): {prepared_s:.2f} s; USD -> GPU buffers (once per process): "
               f"{loaded_s:.2f} s")  # fmt: skip
-        renderer.render_image(0)  # warm up shader compilation and first-use allocations
-        renderer.render_frame(0)
-        bare_s, e2e_s = measure(renderer, frames, prepared.class_names, Path(folder) / "shards", args.chunk)
+        for warm in (renderer, baseline):  # shader compilation and first-use allocations
+            with warm.ctx:
+                warm.render_image(0)
+                warm.render_frame(0)
+        timed = measure([renderer, baseline], frames, prepared.class_names, Path(folder) / "shards", args.chunk)
+        baseline.close()
         renderer.close()
-    bare, e2e = len(frames) / bare_s, len(frames) / e2e_s
-    print(f"bare render (draw + colour readback):        {bare:6.1f} frames/s")
-    print(f"end to end (render + boxes + JPEG + labels): {e2e:6.1f} frames/s")
-    print(f"ratio end to end / bare:                     {e2e / bare:6.1%}")
+    rates = [(len(frames) / bare_s, len(frames) / e2e_s, len(frames) / cpu_s) for bare_s, e2e_s, cpu_s in timed]
+    for name, (bare, e2e, cpu) in zip(("default spec", "realism off"), rates, strict=True):
+        print(f"{name}: bare render (draw + colour readback):        {bare:6.1f} frames/s")
+        print(f"{name}: end to end (render + boxes + JPEG + labels): {e2e:6.1f} frames/s")
+        print(f"{name}: end to end per CPU second (all threads):     {cpu:6.1f} frames")
+        print(f"{name}: ratio end to end / bare:                     {e2e / bare:6.1%}")
+    print(f"realism cost, wall:  default end to end / realism-off end to end: {rates[0][1] / rates[1][1]:6.1%}")
+    print(f"realism cost, CPU:   default end to end / realism-off end to end: {rates[0][2] / rates[1][2]:6.1%}")
     return 0
 
 

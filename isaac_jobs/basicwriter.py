@@ -232,13 +232,15 @@ def convert_basicwriter_report(
     spec: SceneSpec,
     frame_indices: Sequence[int] | None = None,
     transform_rgb: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    jpeg_quality: Callable[[int], int | None] | None = None,
 ) -> ConversionReport:
     """Convert every frame in ``src_dir`` into ``writer`` (not committed here) and say what happened.
 
     ``frame_indices[n]`` is the dataset frame index of BasicWriter frame ``n`` (BasicWriter numbers the
     frames it wrote from 0); without it frame ``n`` keeps index ``n``. ``transform_rgb(frame_index, rgb)``,
     when given, changes the picture before it is written (the isaac backend's whole-image colour jitter);
-    it must keep the size, as the boxes are not moved.
+    it must keep the size, as the boxes are not moved. ``jpeg_quality(frame_index)`` is the frame's planned
+    JPEG quality (None: the writer's).
     """
     report = ConversionReport()
     frames = _index_frames(src_dir)
@@ -276,7 +278,7 @@ def convert_basicwriter_report(
         )
         if transform_rgb is not None:
             rgb = transform_rgb(index, rgb)
-        writer.add_frame(index, rgb, kept)
+        writer.add_frame(index, rgb, kept, jpeg_quality=jpeg_quality(index) if jpeg_quality is not None else None)
         report.converted.append(number)
     return report
 

@@ -12,6 +12,8 @@ batch.yaml (every key optional; unknown keys are an error naming the key)::
     usd_labels: false        # true: a USD file's own class label (UsdSemantics) names its class, not its folder
     frames: 400              # total frames of the run; the render launcher sizes the Batch array job from it
     render: {width: 800}     # other scene-spec overrides, passed through to isaac_jobs.spec
+    looks:                   # per-class look of meshes with no colour of their own (isaac_jobs.appearance)
+      mug: {hue: [340, 20], saturation: [0.5, 0.9], value: [0.35, 0.9], roughness: [0.2, 0.5]}
     training: {epochs: 30}   # this dataset's hyperparameters: copied into manifest.json, they win in the training job
 
 ``frames`` is top-level (not under ``render``) because the render launcher Lambda reads it without a YAML
@@ -40,6 +42,7 @@ BATCH_KEYS: Final = (
     "usd_labels",
     "frames",
     "render",
+    "looks",
     contract.MANIFEST_TRAINING_FIELD,
 )
 UP_AXIS_CHOICES: Final = ("auto", "y", "z")
@@ -71,6 +74,8 @@ class BatchPlan:
     """batch.yaml as read ({} without one), for the manifest."""
     usd_labels: bool = False
     """Whether USD files are classed by their own semantic label (batch.yaml ``usd_labels``)."""
+    looks: dict[str, Any] = field(default_factory=dict)
+    """batch.yaml ``looks`` (class name -> isaac_jobs.appearance.Look), checked against the classes found."""
 
 
 def read_batch_config(batch_dir: Path) -> dict[str, Any]:
@@ -127,6 +132,12 @@ def read_batch_config(batch_dir: Path) -> dict[str, Any]:
         raise BatchConfigError(path, f"{contract.MANIFEST_TRAINING_FIELD}: {exc}") from exc
     if "frames" in (config.get("render") or {}):
         raise BatchConfigError(path, "set frames at the top level of batch.yaml, not under render")
+    from isaac_jobs.appearance import LookError, parse_looks
+
+    try:
+        parse_looks(config.get("looks"), None, Path(batch_dir), "looks")
+    except LookError as exc:
+        raise BatchConfigError(path, str(exc)) from exc
     return config
 
 
@@ -174,6 +185,15 @@ def discover_batch(batch_dir: Path) -> BatchPlan:
             errors.append(MeshError(path, f"{exc} (rename the folder or map it under classes in batch.yaml)"))
             continue
         sources.append(MeshSource(path, class_name))
+    looks: dict[str, Any] = {}
+    if config.get("looks"):
+        from isaac_jobs.appearance import LookError, parse_looks
+
+        found = sorted({source.class_name for source in sources})
+        try:
+            looks = dict(parse_looks(config["looks"], found, root, "looks"))
+        except LookError as exc:
+            raise BatchConfigError(root / contract.BATCH_CONFIG_NAME, str(exc)) from exc
     return BatchPlan(
         root=root,
         sources=sources,
@@ -189,6 +209,7 @@ def discover_batch(batch_dir: Path) -> BatchPlan:
         scale=float(config.get("scale", 1.0)),
         config=config,
         usd_labels=bool(config.get("usd_labels", False)),
+        looks=looks,
     )
 
 

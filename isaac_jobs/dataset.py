@@ -131,7 +131,10 @@ class ShardWriter:
         self._slots = threading.BoundedSemaphore(max_pending or 2 * threads + 2)
         self._closed = False
 
-    def add_frame(self, frame_index: int, rgb: np.ndarray, boxes: Sequence[Box]) -> None:
+    def add_frame(
+        self, frame_index: int, rgb: np.ndarray, boxes: Sequence[Box], *, jpeg_quality: int | None = None
+    ) -> None:
+        """Queue one frame; ``jpeg_quality`` (the plan's, drawn per frame) overrides the writer's for it."""
         if self._closed:
             raise RuntimeError("ShardWriter is already committed or aborted")
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -144,9 +147,10 @@ class ShardWriter:
         self.frames.append(frame_index)
         label = yolo_label_text(boxes, width, height)
         self._slots.acquire()
-        self._pending.append(self._executor.submit(self._write_frame, frame_index, rgb, label))
+        quality = self.jpeg_quality if jpeg_quality is None else jpeg_quality
+        self._pending.append(self._executor.submit(self._write_frame, frame_index, rgb, label, quality))
 
-    def _write_frame(self, frame_index: int, rgb: np.ndarray, label: str) -> None:
+    def _write_frame(self, frame_index: int, rgb: np.ndarray, label: str, quality: int) -> None:
         from PIL import Image
 
         try:
@@ -154,12 +158,16 @@ class ShardWriter:
             image = Image.fromarray(rgb, "RGB")
             image_path = self.temp_dir / contract.IMAGES_DIR / (stem + IMAGE_EXTENSIONS[self.image_format])
             if self.image_format == "jpg":
-                image.save(image_path, format="JPEG", quality=self.jpeg_quality)
+                image.save(image_path, format="JPEG", quality=quality)
             else:
                 image.save(image_path, format="PNG", compress_level=1)
             (self.temp_dir / contract.LABELS_DIR / (stem + ".txt")).write_text(label, encoding="utf-8")
         finally:
             self._slots.release()
+
+    def wait(self) -> None:
+        """Block until every frame queued so far is written (raises the first encode error)."""
+        self._drain()
 
     def _drain(self) -> None:
         pending, self._pending = self._pending, []

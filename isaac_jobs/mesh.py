@@ -85,15 +85,6 @@ class Mesh:
     """One line per texture the file names that was not found as written: the fallback used, or still missing."""
 
     @property
-    def has_appearance(self) -> bool:
-        """The file says how the object looks: a texture, vertex colours or a material colour.
-
-        A mesh whose texture is still missing has none (its material colour only tints that texture), so the
-        renderers may give it a randomized appearance (the scene spec's ``untextured_*`` settings).
-        """
-        return self.texture is not None or self.colors is not None or self.material_color
-
-    @property
     def triangles(self) -> int:
         return int(self.faces.shape[0])
 

@@ -32,11 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from isaac_jobs.appearance import MESH_LOOK_KEY, AssetTraits, Look, apply_look, has_own_appearance
 from isaac_jobs.batch import BatchPlan, discover_batch, load_batch
 from isaac_jobs.mesh import Mesh, load_mesh
 from sim2cloud import contract
 
-PLAN_FORMAT: Final = 1
+PLAN_FORMAT: Final = 2
 """Version of batch-plan.json; a plan of another version is prepared again rather than trusted."""
 
 
@@ -86,6 +87,19 @@ class AssetRecord:
     """Axis-aligned bounds (min, max) in metres, Z-up: what a backend places the asset by."""
     texture_notes: tuple[str, ...] = ()
     """How each texture the mesh names was found (a fallback) or that it is still missing (mesh.TextureResolver)."""
+    own_appearance: bool = False
+    """A texture or vertex colours of its own: kept (colour jitter only), never given a random look."""
+    look: dict[str, Any] | None = None
+    """The class look from batch.yaml applied to it (``appearance.Look`` fields), also in its USD material."""
+
+    def traits(self) -> AssetTraits:
+        """What the scene sampler knows of this asset (the GL backend derives the same from the mesh)."""
+        low, high = self.bounds
+        return AssetTraits(
+            extents=(high[0] - low[0], high[1] - low[1], high[2] - low[2]),
+            own_appearance=self.own_appearance,
+            look=None if self.look is None else Look.from_mapping(self.look),
+        )
 
     @property
     def center(self) -> tuple[float, float, float]:
@@ -186,6 +200,8 @@ class PreparedBatch:
                 up_axis="auto",
             )
             mesh.name = asset.name
+            if asset.look is not None:
+                mesh.extra[MESH_LOOK_KEY] = Look.from_mapping(asset.look).to_json()
             meshes.append(mesh)
         return meshes
 
@@ -266,7 +282,7 @@ def prepare_batch(meshes_dir: Path, assets_dir: Path, *, progress: bool = True) 
     assets_dir.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{assets_dir.name}.tmp-", dir=assets_dir.parent))
     try:
-        assets, errors = _write_assets(meshes, meshes_dir, build, progress=progress)
+        assets, errors = _write_assets(meshes, meshes_dir, build, progress=progress, looks=batch.looks)
         errors = [FileError(_relative(e.path, meshes_dir), e.reason) for e in load_errors] + errors
         prepared = _plan(batch, assets_dir, assets, errors, fingerprint)
         if not assets:
@@ -307,7 +323,7 @@ def _plan(
 
 
 def _write_assets(
-    meshes: Sequence[Mesh], meshes_dir: Path, out_dir: Path, *, progress: bool
+    meshes: Sequence[Mesh], meshes_dir: Path, out_dir: Path, *, progress: bool, looks: dict[str, Look] | None = None
 ) -> tuple[list[AssetRecord], list[FileError]]:
     """Write and validate one asset per mesh; a mesh whose asset fails validation becomes a per-file error."""
     from tqdm import tqdm
@@ -318,8 +334,11 @@ def _write_assets(
     errors: list[FileError] = []
     for mesh in tqdm(meshes, desc="meshes -> USD", unit="asset", disable=not progress):
         usd = asset_path(out_dir, mesh)
+        look = (looks or {}).get(mesh.class_name)
+        if look is not None and not apply_look(mesh, look, meshes_dir):
+            look = None  # the mesh keeps its own texture or vertex colours
         try:
-            write_usd(mesh, usd)
+            write_usd(mesh, usd, look)
             problems = validate_usd(usd)
         except Exception as exc:  # a writer bug on one mesh must not take the batch down with it
             problems = [f"{type(exc).__name__}: {exc}"]
@@ -351,6 +370,8 @@ def _write_assets(
                 source_bytes=mesh.source_bytes,
                 triangles=mesh.triangles,
                 original_triangles=mesh.original_triangles,
+                own_appearance=has_own_appearance(mesh),
+                look=None if look is None else asdict(look),
                 bounds=(
                     (float(low[0]), float(low[1]), float(low[2])),
                     (float(high[0]), float(high[1]), float(high[2])),

@@ -59,7 +59,7 @@ def _shard_writer(out_dir: Path, class_names: Sequence[str], spec: SceneSpec, sh
         shard=shard,
         shards=shards,
         image_format=spec.image_format,
-        jpeg_quality=spec.jpeg_quality,
+        jpeg_quality=spec.jpeg_quality[1],  # frames pass their plan's quality; this is the fallback
     )
 
 
@@ -86,8 +86,9 @@ def render_meshes_to_shard(
         try:
             label = f"render {contract.shard_name(shard)}" if shards > 1 else "render"
             for frame_index in tqdm(frames, desc=label, unit="frame", disable=not progress, dynamic_ncols=True):
-                rgb, boxes = renderer.render_frame(frame_index)
-                writer.add_frame(frame_index, rgb, boxes)
+                plan = renderer.scene_plan(frame_index)
+                rgb, boxes = renderer.render_frame(plan)
+                writer.add_frame(frame_index, rgb, boxes, jpeg_quality=plan.realism.jpeg_quality)
             renderer_info = renderer.renderer_info
         finally:
             renderer.close()
@@ -232,7 +233,8 @@ def _render_shard_with_isaac(
             class_names=prepared.class_names,
             spec=spec,
             frame_indices=[plan.frame_index for plan in plans],
-            transform_rgb=lambda frame_index, rgb: isaac.jitter_image(rgb, by_frame[frame_index].image),
+            transform_rgb=lambda frame_index, rgb: isaac.finish_frame(rgb, by_frame[frame_index]),
+            jpeg_quality=lambda frame_index: by_frame[frame_index].realism.jpeg_quality,
         )
         renderer = json.loads((work / isaac.RENDERER_INFO_NAME).read_text(encoding="utf-8"))
         path = writer.commit(
@@ -249,7 +251,9 @@ def _render_shard_with_isaac(
 
 def scene_plans(prepared: PreparedBatch, spec: SceneSpec, frames: Sequence[int]) -> list[ScenePlan]:
     """The shared sampler's plans of these frames for a prepared batch (what any backend renders)."""
-    sampler = SceneSampler(spec, [prepared.class_names.index(a.class_name) for a in prepared.assets])
+    sampler = SceneSampler(
+        spec, [prepared.class_names.index(a.class_name) for a in prepared.assets], [a.traits() for a in prepared.assets]
+    )
     return [sampler.plan(frame_index) for frame_index in frames]
 
 

@@ -21,6 +21,8 @@ DEFAULT_SPEC_PATH = Path(__file__).with_name("default_spec.yaml")
 PROCEDURAL_BACKGROUNDS = ("gradient", "noise", "checker", "stripes", "solid")
 DISTRACTOR_SHAPES = ("box", "sphere", "cylinder", "cone", "torus", "capsule")
 IMAGE_FORMATS = ("jpg", "png")
+APPEARANCE_PATTERNS = ("noise", "grain", "stripes")
+GROUND_PATTERNS = ("solid", "noise", "checker", "stripes", "grain")
 MAX_LIGHTS = 4
 MAX_OBJECTS_PER_FRAME = 190
 MAX_DISTRACTORS_PER_FRAME = 64
@@ -44,7 +46,7 @@ class SceneSpec:
     height: int
     seed: int
     image_format: str
-    jpeg_quality: int
+    jpeg_quality: IntRange
     val_fraction: float
     objects_per_frame: IntRange
     object_size: FloatRange | None
@@ -79,6 +81,30 @@ class SceneSpec:
     image_contrast: FloatRange
     image_saturation: FloatRange
     image_noise: FloatRange
+    random_appearance: bool
+    appearance_saturation: FloatRange
+    appearance_value: FloatRange
+    appearance_roughness: FloatRange
+    appearance_metallic_probability: float
+    appearance_pattern_probability: float
+    appearance_patterns: tuple[str, ...]
+    ground_plane_probability: float
+    ground_height: float
+    ground_patterns: tuple[str, ...]
+    resting_probability: float
+    float_gap: FloatRange
+    pbr_shading: bool
+    shadows: bool
+    shadow_map_size: int
+    shadow_softness: FloatRange
+    environment_light: bool
+    light_temperature: bool
+    light_temperature_k: FloatRange
+    exposure_ev: FloatRange
+    defocus_probability: float
+    defocus_px: FloatRange
+    motion_blur_probability: float
+    motion_blur_px: FloatRange
     min_box_side_px: float
     min_visible_fraction: float
     explicit_keys: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, repr=False)
@@ -161,6 +187,25 @@ def _choices(options: tuple[str, ...], *, allow_empty: bool) -> Checker:
     return check
 
 
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _int_or_range(lo: int, hi: int) -> Checker:
+    """One integer (a fixed value) or an integer range; normalized to a range."""
+
+    def check(value: Any, where: str) -> tuple[int, int]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            fixed = _int(lo, hi)(value, where)
+            return (fixed, fixed)
+        low, high = _range(lo, hi, integer=True)(value, where)
+        return (int(low), int(high))
+
+    return check
+
+
 def _directory(value: Any, where: str) -> str:
     if not isinstance(value, str | Path) or not str(value):
         raise SpecError(f"{where}: expected a folder path, got {value!r}")
@@ -176,7 +221,7 @@ CHECKS: dict[str, Checker] = {
     "height": _int(16, 8192),
     "seed": _int(0, 2**63 - 1),
     "image_format": _choice(IMAGE_FORMATS),
-    "jpeg_quality": _int(1, 95),
+    "jpeg_quality": _int_or_range(1, 95),
     "val_fraction": _float(0.0, 0.9),
     "objects_per_frame": _range(1, MAX_OBJECTS_PER_FRAME, integer=True),
     "object_size": _optional(_range(1e-4, 1e4)),
@@ -213,7 +258,46 @@ CHECKS: dict[str, Checker] = {
     "image_noise": _range(0, 1),
     "min_box_side_px": _float(0.0, _INF),
     "min_visible_fraction": _float(0.0, 1.0),
+    "random_appearance": _bool,
+    "appearance_saturation": _range(0, 1),
+    "appearance_value": _range(0, 1),
+    "appearance_roughness": _range(0, 1),
+    "appearance_metallic_probability": _float(0.0, 1.0),
+    "appearance_pattern_probability": _float(0.0, 1.0),
+    "appearance_patterns": _choices(APPEARANCE_PATTERNS, allow_empty=False),
+    "ground_plane_probability": _float(0.0, 1.0),
+    "ground_height": _float(-1e3, 1e3),
+    "ground_patterns": _choices(GROUND_PATTERNS, allow_empty=False),
+    "resting_probability": _float(0.0, 1.0),
+    "float_gap": _range(0, 1e3),
+    "pbr_shading": _bool,
+    "shadows": _bool,
+    "shadow_map_size": _int(64, 8192),
+    "shadow_softness": _range(0, 16),
+    "environment_light": _bool,
+    "light_temperature": _bool,
+    "light_temperature_k": _range(1000, 40000),
+    "exposure_ev": _range(-10, 10),
+    "defocus_probability": _float(0.0, 1.0),
+    "defocus_px": _range(0, 50),
+    "motion_blur_probability": _float(0.0, 1.0),
+    "motion_blur_px": _range(0, 100),
 }
+
+REALISM_OFF: dict[str, Any] = {
+    "random_appearance": False,
+    "ground_plane_probability": 0.0,
+    "pbr_shading": False,
+    "shadows": False,
+    "environment_light": False,
+    "light_temperature": False,
+    "exposure_ev": [0.0, 0.0],
+    "defocus_probability": 0.0,
+    "motion_blur_probability": 0.0,
+    "jpeg_quality": 92,
+}
+"""Overrides that turn every realism setting of issue 10 off: frames drawn and shaded as before them (the render
+bench's baseline; also a quick way to see what the realism adds)."""
 
 
 def _read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:

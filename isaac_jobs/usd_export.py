@@ -8,8 +8,10 @@ Layout of an asset written by ``write_usd(mesh, out_dir / "mug_01.usd")``::
                             primvars:st (vertex) or primvars:displayColor (vertex / constant),
                             UsdPhysics CollisionAPI + MeshCollisionAPI (approximation convexHull),
                             material:binding -> /mug_01/Looks/material
-        /Looks/material     UsdPreviewSurface; diffuseColor from a UsdUVTexture (file = ./mug_01_basecolor.png,
-                            st from UsdPrimvarReader_float2 "st") or from a UsdPrimvarReader_float3 of displayColor
+        /Looks/material     UsdPreviewSurface (roughness, metallic: the class look's, if batch.yaml gives
+                            one, also kept whole in customData "sim2cloud:look"); diffuseColor from a
+                            UsdUVTexture (file = ./mug_01_basecolor.png, st from UsdPrimvarReader_float2
+                            "st") or from a UsdPrimvarReader_float3 of displayColor
 
 Stage metadata: upAxis Z, metersPerUnit 1, kilogramsPerUnit 1. The extension picks the encoding
 (``.usd`` is written as binary crate, ``.usdc`` likewise, ``.usda`` as text for reading by eye);
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from isaac_jobs.appearance import LOOK_CUSTOM_DATA_KEY, Look, range_center
 from isaac_jobs.mesh import Mesh
 
 SEMANTICS_INSTANCE: Final = "class"
@@ -32,12 +35,18 @@ SEMANTICS_INSTANCE: Final = "class"
 COLLISION_APPROXIMATION: Final = "convexHull"
 """UsdPhysics.MeshCollisionAPI approximation: cheap, stable for tabletop objects dropped by physics."""
 USD_EXTENSIONS: Final = (".usd", ".usda", ".usdc")
+DEFAULT_ROUGHNESS: Final = 0.6
+"""UsdPreviewSurface roughness of an asset without a class look."""
 TEXTURE_SUFFIX: Final = "_basecolor.png"
 """The base-colour texture of ``<stem>.usd`` is written as ``<stem>_basecolor.png`` beside it."""
 
 
-def write_usd(mesh: Mesh, out_path: Path) -> Path:
-    """Write ``mesh`` as a USD asset at ``out_path`` (parent folders created); returns the path."""
+def write_usd(mesh: Mesh, out_path: Path, look: Look | None = None) -> Path:
+    """Write ``mesh`` as a USD asset at ``out_path`` (parent folders created); returns the path.
+
+    ``look`` (the class look from batch.yaml, already applied to the mesh by ``appearance.apply_look``) sets the
+    material's roughness and metallic to its ranges' centres and is recorded whole in the material prim's
+    customData (``appearance.LOOK_CUSTOM_DATA_KEY``), so the asset says what its class looks like."""
     from pxr import Gf, Kind, Sdf, Tf, Usd, UsdGeom, UsdPhysics, UsdSemantics, UsdShade, Vt
 
     out_path = Path(out_path)
@@ -90,21 +99,26 @@ def write_usd(mesh: Mesh, out_path: Path) -> Path:
     UsdPhysics.CollisionAPI.Apply(geom.GetPrim())
     UsdPhysics.MeshCollisionAPI.Apply(geom.GetPrim()).CreateApproximationAttr(COLLISION_APPROXIMATION)
 
-    material = _define_material(stage, root_path.AppendChild("Looks").AppendChild("material"), mesh, out_path, textured)
+    material = _define_material(
+        stage, root_path.AppendChild("Looks").AppendChild("material"), mesh, out_path, textured, look
+    )
     UsdShade.MaterialBindingAPI.Apply(geom.GetPrim()).Bind(material)
     stage.GetRootLayer().Save()
     return out_path
 
 
-def _define_material(stage: Any, path: Any, mesh: Mesh, out_path: Path, textured: bool) -> Any:
+def _define_material(stage: Any, path: Any, mesh: Mesh, out_path: Path, textured: bool, look: Look | None) -> Any:
     from pxr import Gf, Sdf, UsdGeom, UsdShade
 
     UsdGeom.Scope.Define(stage, path.GetParentPath())
     material = UsdShade.Material.Define(stage, path)
     surface = UsdShade.Shader.Define(stage, path.AppendChild("surface"))
     surface.CreateIdAttr("UsdPreviewSurface")
-    surface.CreateInput("roughness", Sdf.ValueTypeNames.Float).Set(0.6)
-    surface.CreateInput("metallic", Sdf.ValueTypeNames.Float).Set(0.0)
+    roughness = range_center(look.roughness if look else None, DEFAULT_ROUGHNESS)
+    surface.CreateInput("roughness", Sdf.ValueTypeNames.Float).Set(roughness)
+    surface.CreateInput("metallic", Sdf.ValueTypeNames.Float).Set(range_center(look.metallic if look else None, 0.0))
+    if look is not None:
+        material.GetPrim().SetCustomDataByKey(LOOK_CUSTOM_DATA_KEY, look.to_json())
     diffuse = surface.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f)
     material.CreateSurfaceOutput().ConnectToSource(surface.ConnectableAPI(), "surface")
 

@@ -46,6 +46,27 @@ How a plan maps onto Replicator, and what this backend does not honour:
   (``captureOnPlay`` off, the Isaac Sim 4.5+ pattern). BasicWriter frame ``n`` is the request's plan ``n``.
 * Boxes: BasicWriter's tight boxes cover visible pixels, like GL's id-target boxes; the drop rule uses
   ``1 - occlusionRatio`` as visible fraction (see :mod:`isaac_jobs.basicwriter`).
+
+The realism fields of the plan (issue 10), mirrored where Replicator can express them:
+
+* Random looks of colourless assets and class looks: the planned colour per frame through
+  ``rep.randomizer.color`` on the copies of assets with no colour of their own (:attr:`ObjectSlot.recolor`);
+  assets with a texture or vertex colours keep their USD material. Not mirrored: the per-instance roughness,
+  metallic and procedural patterns (noise, grain, stripes) of random looks, and patterns on distractors
+  (Replicator's colour randomizer binds a plain material); a class look's roughness and metallic do reach RTX,
+  through the asset's own UsdPreviewSurface, where preparation wrote them.
+* Ground plane: ``rep.create.plane`` (no label) per frame shown or hidden, at the planned height and size, in
+  the planned base colour. Not mirrored: its procedural pattern and roughness.
+* Resting and floating poses: they are plain positions and rotations in the plan, mirrored exactly.
+* Shadows, GGX/metallic shading and environment light: RTX renders them physically (shadows of every light,
+  not only the key light; the dome light carries the background as image-based light), so the plan's
+  ``realism.pbr_shading``, ``shadows``, ``shadow_softness`` and ``environment_light`` switches are not
+  applied (there is no way to turn RTX shadows off per frame here).
+* Light colour temperature: ``inputs:enableColorTemperature`` and ``inputs:colorTemperature`` of each distant
+  light per frame (RTX's black-body tint, not :func:`isaac_jobs.appearance.kelvin_rgb`'s fit: close, not equal).
+* Exposure, defocus and motion blur: applied to the captured RGB by :func:`finish_frame` with the GL
+  backend's formulas (:mod:`isaac_jobs.camera_effects`); boxes stay those of the sharp render in both.
+* JPEG quality per frame: the shard writer's, from the plan, as with GL.
 """
 
 from __future__ import annotations
@@ -56,12 +77,13 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
+from isaac_jobs.camera_effects import apply_camera_effects
 from isaac_jobs.scene import BackgroundPlan, ImagePlan, ScenePlan, placement
 
 log = logging.getLogger(__name__)
@@ -220,6 +242,19 @@ class SlotFrames:
 class ObjectSlot:
     asset: int
     frames: SlotFrames
+    recolor: bool = False
+    """The asset has no colour of its own: ``frames.color`` is its planned look per frame
+    (``rep.randomizer.color``); otherwise the asset keeps its USD material."""
+
+
+@dataclass(frozen=True)
+class GroundFrames:
+    """The support plane per frame: shown or not, its height, half side and colour."""
+
+    visible: tuple[bool, ...]
+    height: tuple[float, ...]
+    half_size: tuple[float, ...]
+    color: tuple[Vec3, ...]
 
 
 @dataclass(frozen=True)
@@ -242,6 +277,9 @@ class ReplicatorSchedule:
     objects: tuple[ObjectSlot, ...]
     distractors: tuple[DistractorSlot, ...]
     lights: tuple[SlotFrames, ...]
+    light_temperature_k: tuple[tuple[float | None, ...], ...]
+    """Per light slot, per frame: colour temperature (None: off, the light's colour only)."""
+    ground: GroundFrames
     dome_intensity: tuple[float, ...]
     backgrounds: tuple[BackgroundPlan, ...]
     rt_subframes: int
@@ -289,6 +327,7 @@ def replicator_schedule(request: RenderRequest) -> ReplicatorSchedule:
     objects: list[ObjectSlot] = []
     for asset_index, asset in enumerate(request.assets):
         per_frame: list[list[tuple[Any, ...]]] = []
+        recolor = False
         for plan in plans:
             items = []
             for obj in plan.objects:
@@ -296,10 +335,13 @@ def replicator_schedule(request: RenderRequest) -> ReplicatorSchedule:
                     scale, translation = placement(
                         obj.size, obj.rotation_deg, obj.position, asset.center, asset.longest_side
                     )
-                    items.append((_vec(translation), obj.rotation_deg, scale, (0.0, 0.0, 0.0), 0.0))
+                    look = obj.material.color if obj.material is not None else None
+                    recolor = recolor or look is not None
+                    color = look if look is not None else (0.0, 0.0, 0.0)
+                    items.append((_vec(translation), obj.rotation_deg, scale, color, 0.0))
             per_frame.append(items)
         copies = max((len(items) for items in per_frame), default=0)
-        objects += [ObjectSlot(asset_index, slot) for slot in _slot_frames(per_frame, copies, frames)]
+        objects += [ObjectSlot(asset_index, slot, recolor) for slot in _slot_frames(per_frame, copies, frames)]
     distractors: list[DistractorSlot] = []
     for shape in sorted({d.shape for plan in plans for d in plan.distractors}):
         per_frame = [
@@ -322,6 +364,19 @@ def replicator_schedule(request: RenderRequest) -> ReplicatorSchedule:
             items.append(((0.0, 0.0, 0.0), rotation, 1.0, color, strongest * DISTANT_LIGHT_UNIT))
         light_frames.append(items)
     light_slots = max((len(items) for items in light_frames), default=0)
+    temperatures = tuple(
+        tuple(plan.lights[slot].temperature_k if slot < len(plan.lights) else None for plan in plans)
+        for slot in range(light_slots)
+    )
+    ground = GroundFrames(
+        visible=tuple(plan.ground is not None for plan in plans),
+        height=tuple(plan.ground.height if plan.ground is not None else 0.0 for plan in plans),
+        half_size=tuple(plan.ground.half_size if plan.ground is not None else 1.0 for plan in plans),
+        color=tuple(
+            _vec(plan.ground.material.color or (0.5, 0.5, 0.5)) if plan.ground is not None else (0.5, 0.5, 0.5)
+            for plan in plans
+        ),
+    )
     return ReplicatorSchedule(
         resolution=(width, height),
         frame_indices=tuple(plan.frame_index for plan in plans),
@@ -331,6 +386,8 @@ def replicator_schedule(request: RenderRequest) -> ReplicatorSchedule:
         objects=tuple(objects),
         distractors=tuple(distractors),
         lights=tuple(_slot_frames(light_frames, light_slots, frames)),
+        light_temperature_k=temperatures,
+        ground=ground,
         dome_intensity=tuple(plan.ambient * DOME_LIGHT_UNIT for plan in plans),
         backgrounds=tuple(plan.background for plan in plans),
         rt_subframes=request.rt_subframes,
@@ -350,6 +407,13 @@ def _pcg(value: np.ndarray) -> np.ndarray:
 def _hash01(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """The GL shaders' ``hash01(uvec3)``."""
     return _pcg(x.astype(np.uint32) ^ _pcg(y.astype(np.uint32) ^ _pcg(z.astype(np.uint32)))) / np.float64(4294967295.0)
+
+
+def finish_frame(rgb: np.ndarray, plan: ScenePlan) -> np.ndarray:
+    """What the GL shader and post-process do to a finished frame, on Replicator's capture: the image jitter
+    with the plan's exposure folded into its brightness (as GL does), then defocus and motion blur."""
+    exposed = replace(plan.image, brightness=plan.image.brightness * plan.realism.exposure)
+    return apply_camera_effects(jitter_image(rgb, exposed), plan.realism)
 
 
 def jitter_image(rgb: np.ndarray, image: ImagePlan) -> np.ndarray:
@@ -482,15 +546,21 @@ def build_replicator_scene(
 
     with rep.new_layer("sim2cloud"):
         # The class label travels inside each asset (UsdSemantics.LabelsAPI), so none is added here.
-        object_prims = [(rep.create.from_usd(assets[slot.asset]), slot.frames) for slot in schedule.objects]
+        object_prims = [
+            (rep.create.from_usd(assets[slot.asset]), slot.frames, slot.recolor) for slot in schedule.objects
+        ]
         distractor_prims = [(getattr(rep.create, slot.shape)(), slot.frames) for slot in schedule.distractors]
-        light_prims = [(rep.create.light(light_type="distant"), frames) for frames in schedule.lights]
+        light_prims = [
+            (rep.create.light(light_type="distant"), frames, kelvin)
+            for frames, kelvin in zip(schedule.lights, schedule.light_temperature_k, strict=True)
+        ]
+        ground = rep.create.plane() if any(schedule.ground.visible) else None
         dome = rep.create.light(light_type="dome")
         camera = rep.create.camera(horizontal_aperture=HORIZONTAL_APERTURE_MM, clipping_range=(0.01, 1000.0))
         render_product = rep.create.render_product(camera, schedule.resolution)
 
         with rep.trigger.on_frame(max_execs=schedule.frames):
-            for prim, frames in object_prims:
+            for prim, frames, recolor in object_prims:
                 with prim:
                     rep.modify.pose(
                         position=seq(list(frames.position)),
@@ -498,6 +568,8 @@ def build_replicator_scene(
                         scale=seq([(s, s, s) for s in frames.scale]),
                     )
                     rep.modify.visibility(seq(list(frames.visible)))
+                    if recolor:
+                        rep.randomizer.color(colors=seq(list(frames.color)))
             for prim, frames in distractor_prims:
                 with prim:
                     rep.modify.pose(
@@ -507,12 +579,23 @@ def build_replicator_scene(
                     )
                     rep.modify.visibility(seq(list(frames.visible)))
                     rep.randomizer.color(colors=seq(list(frames.color)))
-            for prim, frames in light_prims:
+            for prim, frames, kelvin in light_prims:
                 with prim:
                     rep.modify.pose(rotation=seq(list(frames.rotation)))
                     rep.modify.attribute("inputs:intensity", seq(list(frames.intensity)))
                     rep.modify.attribute("inputs:color", seq(list(frames.color)))
+                    rep.modify.attribute("inputs:enableColorTemperature", seq([k is not None for k in kelvin]))
+                    rep.modify.attribute("inputs:colorTemperature", seq([k or 6500.0 for k in kelvin]))
                     rep.modify.visibility(seq(list(frames.visible)))
+            if ground is not None:
+                with ground:
+                    # Replicator's plane is 1 x 1 scene units before scaling.
+                    rep.modify.pose(
+                        position=seq([(0.0, 0.0, h) for h in schedule.ground.height]),
+                        scale=seq([(2 * s, 2 * s, 1.0) for s in schedule.ground.half_size]),
+                    )
+                    rep.modify.visibility(seq(list(schedule.ground.visible)))
+                    rep.randomizer.color(colors=seq(list(schedule.ground.color)))
             with dome:
                 rep.modify.attribute("inputs:intensity", seq(list(schedule.dome_intensity)))
                 rep.modify.attribute("inputs:texture:file", seq([str(t) for t in textures]))

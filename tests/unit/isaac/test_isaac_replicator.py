@@ -179,3 +179,45 @@ def test_dome_textures_draw_every_kind_and_crop_user_images(tmp_path: Path) -> N
     np.testing.assert_array_equal(
         ir.dome_texture(unreadable, 7, size=(8, 4)), ir.dome_texture(fallback, 7, size=(8, 4))
     )
+
+
+def test_the_realism_fields_reach_the_replicator_schedule() -> None:
+    from isaac_jobs.appearance import AssetTraits
+
+    spec = load_spec(None, {"width": 320, "height": 240, "ground_plane_probability": 0.5, "objects_per_frame": [2, 4]})
+    # Asset 0 has no colour of its own (gets planned looks); assets 1 and 2 keep their textures.
+    traits = [AssetTraits((0.1, 0.1, 0.1), False), AssetTraits((0.1, 0.1, 0.1), True), AssetTraits((1, 1, 1), True)]
+    sampler = SceneSampler(spec, [0, 1, 1], traits)
+    plans = tuple(sampler.plan(i) for i in range(12))
+    schedule = ir.replicator_schedule(ir.RenderRequest(resolution=(320, 240), assets=ASSETS, plans=plans))
+    for slot in schedule.objects:
+        assert slot.recolor == (slot.asset == 0)
+    # Each visible copy of the colourless asset shows its planned look, frame by frame and copy by copy.
+    looks = [[o.material.color for o in plan.objects if o.asset == 0 and o.material] for plan in plans]
+    copies = [slot for slot in schedule.objects if slot.asset == 0]
+    for frame, planned in enumerate(looks):
+        shown = [slot.frames.color[frame] for slot in copies if slot.frames.visible[frame]]
+        assert shown == planned
+    assert schedule.ground.visible == tuple(plan.ground is not None for plan in plans)
+    assert 0 < sum(schedule.ground.visible) < len(plans)
+    for frame, plan in enumerate(plans):
+        if plan.ground is not None:
+            assert schedule.ground.height[frame] == plan.ground.height
+            assert schedule.ground.color[frame] == plan.ground.material.color
+        for slot, kelvin in enumerate(schedule.light_temperature_k):
+            expected = plan.lights[slot].temperature_k if slot < len(plan.lights) else None
+            assert kelvin[frame] == expected
+
+
+def test_finish_frame_applies_exposure_and_camera_effects_as_the_gl_backend_does() -> None:
+    from dataclasses import replace
+
+    from isaac_jobs.camera_effects import apply_camera_effects
+
+    plan = SceneSampler(load_spec(None, {"width": 32, "height": 24}), [0]).plan(0)
+    plan = replace(plan, realism=replace(plan.realism, exposure=1.5, defocus_px=1.0, motion_blur_px=0.0))
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    exposed = replace(plan.image, brightness=plan.image.brightness * 1.5)
+    expected = apply_camera_effects(ir.jitter_image(rgb, exposed), plan.realism)
+    np.testing.assert_array_equal(ir.finish_frame(rgb, plan), expected)
+    assert not np.array_equal(ir.finish_frame(rgb, plan), ir.jitter_image(rgb, plan.image))

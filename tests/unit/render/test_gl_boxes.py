@@ -10,7 +10,7 @@ import trimesh
 
 from isaac_jobs.backends.gl import GLRenderer
 from isaac_jobs.mesh import Mesh
-from isaac_jobs.spec import SceneSpec
+from isaac_jobs.spec import REALISM_OFF, SceneSpec
 
 from .conftest import mesh_from_trimesh
 
@@ -152,6 +152,7 @@ def test_textured_vertex_coloured_and_flat_meshes_render_their_colours(small_spe
         **{**FIXED_CAMERA, "distractors_per_frame": [0, 0]}, objects_per_frame=[1, 1], position_x=[0, 0],
         position_y=[0, 0], position_z=[0, 0], object_size=[0.6, 0.6], backgrounds=["solid"],
         object_hue_shift_deg=[0, 0], image_noise=[0, 0], light_count=[0, 0], ambient_intensity=[1, 1],
+        **REALISM_OFF,  # no random look, no environment light: the mesh's own flat colour under flat ambient
     )  # fmt: skip
     spreads = {}
     for mesh in meshes:

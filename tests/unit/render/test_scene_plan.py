@@ -56,7 +56,18 @@ def test_the_plan_of_a_frame_is_the_same_for_both_backends_and_any_shard_split(
 def test_numpy_background_and_jitter_reproduce_the_gl_shader(prepared: PreparedBatch, kind: str) -> None:
     spec = load_spec(
         None,
-        {"width": 96, "height": 72, "backgrounds": [kind], "image_noise": [0.02, 0.05], "objects_per_frame": [1, 2]},
+        {
+            "width": 96,
+            "height": 72,
+            "backgrounds": [kind],
+            "image_noise": [0.02, 0.05],
+            "objects_per_frame": [1, 2],
+            # The background alone: no ground plane in front of it, no exposure or blur on top of it.
+            "ground_plane_probability": 0.0,
+            "exposure_ev": [0, 0],
+            "defocus_probability": 0.0,
+            "motion_blur_probability": 0.0,
+        },
     )
     renderer = GLRenderer(prepared.load_meshes(), prepared.class_names, spec)
     try:
