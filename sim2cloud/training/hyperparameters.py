@@ -111,6 +111,9 @@ class Hyperparameters:
     cache: str = AUTO
     """Cache decoded images: ``false``, ``ram``, ``disk`` (.npy files in a scratch copy) or ``auto`` (``ram``
     when every rank's decoded train + val images take at most half the available RAM, else ``false``)."""
+    threads: int | Literal["auto"] = AUTO
+    """PyTorch CPU threads of the training process when it trains on the CPU; ``auto``: every usable CPU
+    (Ultralytics' own choice, CPUs - 1, leaves half of a 2-core machine idle). GPU training keeps Ultralytics'."""
     gpu_augment: str = AUTO
     """Draw mosaic, affine warp, HSV and flips on the GPU (``sim2cloud.training.gpu_augment``): ``true``,
     ``false`` or ``auto`` (on when training on GPUs with the RAM cache and the decoded images take at most a
@@ -144,6 +147,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "seed": _int_at_least(0),
     "workers": _or_auto(_int_at_least(0)),
     "cache": _choice(AUTO, "false", "ram", "disk"),
+    "threads": _or_auto(_int_at_least(1)),
     "gpu_augment": _choice(AUTO, "true", "false"),
     "lr0": _positive_float,
     "optimizer": _choice("auto", "SGD", "Adam", "AdamW"),

@@ -21,6 +21,7 @@ Why these rules (YOLOv8 on SageMaker GPU instances):
   once) are kept in RAM when every rank's copy fits in half of the available memory.
 * **amp**: bf16 on GPUs that support it (Ampere and newer), else fp32 (fp16 needs Ultralytics' AMP check, which
   downloads weights).
+* **threads**: on CPU, Ultralytics sets PyTorch to CPUs - 1 threads (1 of 2 cores); the job computes on all.
 * **gpu_augment**: with few vCPUs per GPU the CPU-side mosaic and warp are the limit; when the decoded images are
   cached and fit in a quarter of a GPU's memory, the GPU draws them (:mod:`sim2cloud.training.gpu_augment`).
 """
@@ -37,7 +38,7 @@ from typing import Any
 from sim2cloud.training import devices
 from sim2cloud.training.hyperparameters import AUTO
 
-AUTO_SETTINGS = ("batch", "workers", "cache", "amp", "gpu_augment")
+AUTO_SETTINGS = ("batch", "workers", "cache", "amp", "threads", "gpu_augment")
 """The hyperparameters chosen here when left at ``auto``."""
 
 REFERENCE_IMGSZ = 640
@@ -148,6 +149,12 @@ def _choose_cache(facts: InstanceFacts) -> Choice:
     return Choice(False, f"decoded images do not fit in RAM: {where}; decoding each epoch")
 
 
+def _choose_threads(facts: InstanceFacts) -> Choice:
+    if facts.gpu_count:
+        return Choice(None, "GPU training: Ultralytics' thread settings (the GPU computes)")
+    return Choice(facts.cpu_count, f"CPU training computes on every usable CPU ({facts.cpu_count})")
+
+
 def _choose_amp(facts: InstanceFacts) -> Choice:
     device = devices.device_for_gpu_count(facts.gpu_count)
     value = devices.amp_setting(AUTO, device, facts.bf16_supported)
@@ -177,7 +184,13 @@ def choose_settings(facts: InstanceFacts, requested: Mapping[str, Any]) -> dict[
     ``requested`` maps setting names to the parsed hyperparameter values (``auto`` or a concrete value); a
     name missing from it counts as ``auto``.
     """
-    choosers = {"batch": _choose_batch, "workers": _choose_workers, "cache": _choose_cache, "amp": _choose_amp}
+    choosers = {
+        "batch": _choose_batch,
+        "workers": _choose_workers,
+        "cache": _choose_cache,
+        "amp": _choose_amp,
+        "threads": _choose_threads,
+    }
     chosen: dict[str, Choice] = {}
     for name in AUTO_SETTINGS:
         value = requested.get(name, AUTO)

@@ -26,7 +26,7 @@ from sim2cloud import __version__, contract
 from sim2cloud.training import callbacks, devices, instance_defaults, offline
 from sim2cloud.training.curves import CURVES_NAME, write_training_curves
 from sim2cloud.training.dataset_checks import DatasetError, DatasetSummary, check_dataset
-from sim2cloud.training.hyperparameters import HyperparameterError, Hyperparameters, load_hyperparameters
+from sim2cloud.training.hyperparameters import AUTO, HyperparameterError, Hyperparameters, load_hyperparameters
 
 SCRATCH_PREFIX = "sim2cloud-train-"
 """Scratch directory (Ultralytics run dir, dataset view, config dir) under the system temp dir."""
@@ -131,6 +131,7 @@ def _instance_settings(hp: Hyperparameters, device: str, summary: DatasetSummary
         workers=int(chosen["workers"].value),
         cache=cache if isinstance(cache, str) else "false",
         amp=str(chosen["amp"].value) if chosen["amp"].value else "false",
+        threads=chosen["threads"].value if chosen["threads"].value is not None else AUTO,
         gpu_augment="true" if chosen["gpu_augment"].value else "false",
     )
     return resolved, chosen["amp"].value
@@ -267,6 +268,8 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
             if resuming:
                 print(f"resuming from checkpoint {checkpoint}", flush=True)
                 settings["resume"] = True
+            if device == "cpu" and hp.threads != AUTO:
+                model.add_callback("on_train_start", callbacks.CpuThreads(int(hp.threads)))
             if hp.gpu_augment == "true":
                 from sim2cloud.training.gpu_augment import GpuAugmentTrainer
 

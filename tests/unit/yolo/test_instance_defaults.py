@@ -47,12 +47,26 @@ def values(facts: InstanceFacts, requested: dict[str, object] | None = None) -> 
 
 
 def test_a_large_gpu_gets_the_nominal_batch_every_cpu_but_one_the_ram_cache_and_bf16() -> None:
-    assert values(H200) == {"batch": 64, "workers": 15, "cache": "ram", "amp": "bf16", "gpu_augment": True}
+    assert values(H200) == {
+        "batch": 64,
+        "workers": 15,
+        "cache": "ram",
+        "amp": "bf16",
+        "threads": None,
+        "gpu_augment": True,
+    }
 
 
 def test_a_small_cpu_gpu_instance_gets_workers_for_its_vcpus() -> None:
     # g5.xlarge: 4 vCPUs -> 3 workers and the main process; 2,400 decoded 640 px images (2.7 GiB) fit in 7 GiB.
-    assert values(G5_XLARGE) == {"batch": 64, "workers": 3, "cache": "ram", "amp": "bf16", "gpu_augment": True}
+    assert values(G5_XLARGE) == {
+        "batch": 64,
+        "workers": 3,
+        "cache": "ram",
+        "amp": "bf16",
+        "threads": None,
+        "gpu_augment": True,
+    }
 
 
 def test_a_gpu_without_bf16_trains_in_fp32_with_a_smaller_batch() -> None:
@@ -64,7 +78,14 @@ def test_a_gpu_without_bf16_trains_in_fp32_with_a_smaller_batch() -> None:
 def test_every_gpu_gets_its_share_of_batch_and_cpus() -> None:
     # DDP: the batch is the total over ranks; each rank gets its CPUs' workers and caches its own copy
     # (30,000 decoded images, 37 GiB, are too many to keep on a 40 GiB GPU: its CPUs draw them).
-    assert values(P4D) == {"batch": 512, "workers": 11, "cache": "ram", "amp": "bf16", "gpu_augment": False}
+    assert values(P4D) == {
+        "batch": 512,
+        "workers": 11,
+        "cache": "ram",
+        "amp": "bf16",
+        "threads": None,
+        "gpu_augment": False,
+    }
     # 1,920 images on 8 GPUs: 64 each would leave 3 steps an epoch.
     assert values(dataclasses.replace(P4D, train_images=1920))["batch"] == 8 * 60
 
@@ -102,18 +123,26 @@ def test_each_rank_caches_its_own_copy() -> None:
 
 
 def test_cpu_training_keeps_the_cores_for_compute() -> None:
-    assert values(CPU_2) == {"batch": 16, "workers": 0, "cache": "ram", "amp": False, "gpu_augment": False}
+    assert values(CPU_2) == {
+        "batch": 16,
+        "workers": 0,
+        "cache": "ram",
+        "amp": False,
+        "threads": 2,
+        "gpu_augment": False,
+    }
 
 
 @pytest.mark.parametrize("facts", [H200, G5_XLARGE, T4_SMALL, P4D, CPU_2], ids=["h200", "g5", "t4", "p4d", "cpu"])
 def test_a_user_setting_always_wins(facts: InstanceFacts) -> None:
-    requested = {"batch": 8, "workers": 0, "cache": "false", "amp": "false", "gpu_augment": "true"}
+    requested = {"batch": 8, "workers": 0, "cache": "false", "amp": "false", "threads": 3, "gpu_augment": "true"}
     chosen = choose_settings(facts, requested)
     assert {name: choice.value for name, choice in chosen.items()} == {
         "batch": 8,
         "workers": 0,
         "cache": False,
         "amp": False,
+        "threads": 3,
         "gpu_augment": True,
     }
     assert all(choice.user_set and choice.reason == "set by the user" for choice in chosen.values())
