@@ -113,7 +113,8 @@ class Hyperparameters:
     when every rank's decoded train + val images take at most half the available RAM, else ``false``)."""
     threads: int | Literal["auto"] = AUTO
     """PyTorch CPU threads of the training process when it trains on the CPU; ``auto``: every usable CPU
-    (Ultralytics' own choice, CPUs - 1, leaves half of a 2-core machine idle). GPU training keeps Ultralytics'."""
+    (Ultralytics' own choice, CPUs - 1, leaves half of a 2-core machine idle), CPUs - 1 when the machine is
+    already busy (load above 0.5 per CPU). GPU training keeps Ultralytics'."""
     gpu_augment: str = AUTO
     """Draw mosaic, affine warp, HSV and flips on the GPU (``sim2cloud.training.gpu_augment``): ``true``,
     ``false`` or ``auto`` (on when training on GPUs with the RAM cache and the decoded images take at most a

@@ -21,7 +21,8 @@ Why these rules (YOLOv8 on SageMaker GPU instances):
   once) are kept in RAM when every rank's copy fits in half of the available memory.
 * **amp**: bf16 on GPUs that support it (Ampere and newer), else fp32 (fp16 needs Ultralytics' AMP check, which
   downloads weights).
-* **threads**: on CPU, Ultralytics sets PyTorch to CPUs - 1 threads (1 of 2 cores); the job computes on all.
+* **threads**: on CPU, Ultralytics sets PyTorch to CPUs - 1 threads (1 of 2 cores); the job computes on all,
+  unless the machine is already busy (then threads waiting for each other's cores slow every step).
 * **gpu_augment**: with few vCPUs per GPU the CPU-side mosaic and warp are the limit; when the decoded images are
   cached and fit in a quarter of a GPU's memory, the GPU draws them (:mod:`sim2cloud.training.gpu_augment`).
 """
@@ -52,6 +53,9 @@ CPU_BATCH = 16
 """On CPU images/s hardly depend on the batch; Ultralytics' default keeps its schedule."""
 GPU_STORE_SHARE = 0.25
 """Draw augmentation on the GPU only when the decoded images take at most this share of a GPU's memory."""
+BUSY_LOAD_PER_CPU = 0.5
+"""Above this load per CPU, CPU training keeps Ultralytics' CPUs - 1 threads (oversubscribed OpenMP threads
+stall each other: 2 threads on a 2-core machine at load 6 per core ran 10x slower than 1)."""
 CACHE_RAM_SHARE = 0.5
 """Cache in RAM only when all ranks' decoded images take at most this share of the available memory."""
 BYTES_PER_CACHED_PIXEL = 3
@@ -76,6 +80,8 @@ class InstanceFacts:
     imgsz: int
     model: str
     """The ``model`` hyperparameter (``yolov8s.yaml``, ``weights.pt``): its scale letter sizes the batch."""
+    load_per_cpu: float = 0.0
+    """1-minute load average per usable CPU when the job starts (other work already running on the machine)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,12 @@ def _choose_cache(facts: InstanceFacts) -> Choice:
 def _choose_threads(facts: InstanceFacts) -> Choice:
     if facts.gpu_count:
         return Choice(None, "GPU training: Ultralytics' thread settings (the GPU computes)")
+    if facts.load_per_cpu > BUSY_LOAD_PER_CPU:
+        return Choice(
+            max(facts.cpu_count - 1, 1),
+            f"the CPUs are busy with other work (load {facts.load_per_cpu:.1f} per CPU): Ultralytics' CPUs - 1, "
+            "as threads that wait for each other's cores slow every step",
+        )
     return Choice(facts.cpu_count, f"CPU training computes on every usable CPU ({facts.cpu_count})")
 
 
@@ -265,6 +277,13 @@ def available_ram_gib(meminfo_path: Path = Path("/proc/meminfo"), cgroup_root: P
     return max(available or 0, 0) / 2**30
 
 
+def _load_per_cpu() -> float:
+    try:
+        return os.getloadavg()[0] / usable_cpu_count()
+    except OSError:  # not available on this platform
+        return 0.0
+
+
 def gather_facts(device: str, train_images: int, val_images: int, imgsz: int, model: str) -> InstanceFacts:
     """The facts of this machine for a job on ``device`` (``cpu`` or GPU indices, from ``devices.resolve_device``)."""
     gpu_indices = [] if device == "cpu" else [int(index) for index in device.split(",")]
@@ -280,6 +299,7 @@ def gather_facts(device: str, train_images: int, val_images: int, imgsz: int, mo
         bf16_supported=bf16,
         cpu_count=usable_cpu_count(),
         ram_available_gib=available_ram_gib(),
+        load_per_cpu=_load_per_cpu(),
         train_images=train_images,
         val_images=val_images,
         imgsz=imgsz,

@@ -122,6 +122,13 @@ def test_each_rank_caches_its_own_copy() -> None:
     assert values(dataclasses.replace(one_rank, gpu_count=4))["cache"] is False
 
 
+def test_cpu_training_threads_use_every_cpu_unless_the_machine_is_busy() -> None:
+    assert values(CPU_2)["threads"] == 2
+    busy = choose_settings(dataclasses.replace(CPU_2, load_per_cpu=3.0), ALL_AUTO)["threads"]
+    assert busy.value == 1 and "busy" in busy.reason
+    assert values(dataclasses.replace(CPU_2, cpu_count=8, load_per_cpu=0.9))["threads"] == 7
+
+
 def test_cpu_training_keeps_the_cores_for_compute() -> None:
     assert values(CPU_2) == {
         "batch": 16,
