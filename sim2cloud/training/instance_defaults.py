@@ -10,10 +10,10 @@ Why these rules (YOLOv8 on SageMaker GPU instances):
 
 * **batch**: Ultralytics accumulates gradients up to a nominal batch of 64 images (``nbs``), so any batch up to
   64 per optimizer step trains the same way; a larger batch only cuts per-step overhead (Python, the
-  assigner, kernel launches) that leaves a fast GPU idle at batch 16. 64 images per GPU at 640 px fit in
-  about 12 GiB of GPU memory with bf16 for the ``n`` scale; the per-GPU batch is halved for each step of model
-  scale (s, m, l, x), for smaller GPUs and for larger images, and doubled for small images, between 8 and 128.
-  It never exceeds a quarter of the training images (an epoch keeps at least 4 steps).
+  assigner, kernel launches) that leaves a fast GPU idle at batch 16. YOLOv8n at 640 px with batch 64, bf16 and
+  the GPU-drawn augmentation reserved 8.4 GiB on an H200 (Ultralytics' GPU_mem); the per-GPU batch is halved for
+  each step of model scale (s, m, l, x), for smaller GPUs and for larger images, and doubled for small images,
+  between 8 and 128. It never exceeds a quarter of the training images (an epoch keeps at least 4 steps).
 * **workers**: mosaic and the affine warp run on the CPU, one image per worker at a time; every usable CPU of a
   rank but one (the rank's own process feeds the GPU) becomes a worker. Usable CPUs are the process's affinity
   (``taskset``, container CPU sets), not the host's count.
