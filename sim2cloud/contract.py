@@ -304,9 +304,10 @@ TRAINING_JOB_NAME_PREFIX: Final = "sim2cloud-"
 """Every training job the launcher creates starts with this, so the gate's rule only sees ours."""
 
 TRAINING_TERMINAL_STATUSES: Final = ("Completed", "Failed", "Stopped")
-DEFAULT_TRAINING_HYPERPARAMETERS: Final = {"model": "yolov8n.yaml", "epochs": "50", "imgsz": "640", "batch": "16"}
+DEFAULT_TRAINING_HYPERPARAMETERS: Final = {"model": "yolov8n.yaml", "epochs": "50", "imgsz": "640"}
 """What every environment gives the training launcher (``SIM2CLOUD_TRAINING_HYPERPARAMETERS``); a dataset's
-manifest ``training`` section overrides it. SageMaker passes hyperparameters as strings."""
+manifest ``training`` section overrides it. SageMaker passes hyperparameters as strings. Batch size, workers,
+cache, mixed precision and GPU augmentation are left out: the training job picks them for its instance."""
 
 
 def hyperparameter_string(value: Any) -> str:

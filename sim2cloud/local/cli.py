@@ -10,9 +10,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from sim2cloud.local.runner import DEMO_FRAMES, DEMO_IMGSZ, DEMO_RENDER, DEMO_TRAINING
+
 DEFAULT_MESHES = Path("samples/meshes")
-# Defaults: about 2.5 minutes on 2 CPU cores (320 frames of 640 px in a 2-child array job, 12 epochs of
-# YOLOv8n from scratch at 256 px), enough for a non-zero mAP (about 0.12 mAP50); 3 epochs stay at 0.
+# Defaults (runner.DEMO_*): frames rendered at the training size and a CPU-fitted schedule, all written into
+# the batch's batch.yaml like any user's; --epochs/--imgsz/--batch/--hp change its training: section.
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -35,16 +37,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meshes", type=Path, default=DEFAULT_MESHES, help="<class>/<file> mesh folder (read only)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="where everything is written")
     parser.add_argument("--batch-name", default="demo", help="the batch id: meshes/<batch>/ in the data bucket")
-    parser.add_argument("--frames", type=_positive, default=320, help="frames of the run (batch.yaml frames:)")
+    parser.add_argument("--frames", type=_positive, default=DEMO_FRAMES, help="frames of the run (batch.yaml frames:)")
     parser.add_argument(
         "--frames-per-shard",
         type=_positive,
-        default=160,
+        default=DEMO_FRAMES // 2,
         help="the launcher's SIM2CLOUD_FRAMES_PER_SHARD: shards = ceil(frames / this)",
     )
-    parser.add_argument("--epochs", type=_positive, default=12, help="training epochs (overrides the launcher's)")
-    parser.add_argument("--imgsz", type=_positive, default=256, help="training image size (overrides the launcher's)")
-    parser.add_argument("--batch", type=_positive, default=16, help="training batch size (overrides the launcher's)")
+    parser.add_argument(
+        "--epochs", type=_positive, help=f"training epochs (batch.yaml training: epochs; {DEMO_TRAINING['epochs']})"
+    )
+    parser.add_argument(
+        "--imgsz",
+        type=_positive,
+        help=f"training image size, also the render size (batch.yaml training: imgsz, render: width/height; "
+        f"{DEMO_IMGSZ})",
+    )
+    parser.add_argument(
+        "--batch", type=_positive, help=f"training batch size (batch.yaml training: batch; {DEMO_TRAINING['batch']})"
+    )
     parser.add_argument(
         "--set",
         dest="render_set",
@@ -72,20 +83,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def batch_sections(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """batch.yaml's ``render:`` and ``training:`` sections: the demo's, then the flags, then --set / --hp."""
+    render: dict[str, Any] = dict(DEMO_RENDER)
+    training: dict[str, Any] = dict(DEMO_TRAINING)
+    if args.imgsz is not None:
+        render.update(width=args.imgsz, height=args.imgsz)
+        training["imgsz"] = args.imgsz
+    for flag in ("epochs", "batch"):
+        if getattr(args, flag) is not None:
+            training[flag] = getattr(args, flag)
+    return {**render, **dict(args.render_set)}, {**training, **dict(args.training_set)}
+
+
 def run(args: argparse.Namespace) -> int:
     from sim2cloud.local.runner import DemoFailed, DemoSettings, run_demo
 
+    render, training = batch_sections(args)
     settings = DemoSettings(
         meshes=args.meshes,
         out=args.out,
         batch_name=args.batch_name,
         frames=args.frames,
         frames_per_shard=args.frames_per_shard,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch_size=args.batch,
-        render_overrides=dict(args.render_set),
-        training=dict(args.training_set),
+        render_overrides=render,
+        training=training,
         aws_endpoint=args.aws_endpoint,
     )
     try:

@@ -257,8 +257,7 @@ class TrainingOutcome:
     failure_reason: str | None
     paths: contract.SageMakerPaths
     hyperparameters: dict[str, str]
-    overridden: dict[str, tuple[str | None, str]]
-    """Hyperparameters the demo replaced: name -> (the launcher's value, the value used)."""
+    """The request's hyperparameters, exactly as written into ``hyperparameters.json``."""
     final_metrics: dict[str, float]
     seconds: float
 
@@ -270,17 +269,13 @@ def run_training_job(
     base: Path,
     base_env: Mapping[str, str],
     log_dir: Path,
-    *,
-    hyperparameter_overrides: Mapping[str, str] | None = None,
 ) -> TrainingOutcome:
-    """Run the training job ``job_name`` as SageMaker would, from its DescribeTrainingJob request."""
+    """Run the training job ``job_name`` as SageMaker would, from its DescribeTrainingJob request (nothing else:
+    what the launcher asked for is what trains)."""
     started = time.perf_counter()
     request = sagemaker.describe_training_job(TrainingJobName=job_name)
     paths = contract.SageMakerPaths(base=str(base.resolve()))
-    launched: dict[str, str] = {str(k): str(v) for k, v in (request.get("HyperParameters") or {}).items()}
-    overrides = dict(hyperparameter_overrides or {})
-    hyperparameters = {**launched, **overrides}
-    overridden = {k: (launched.get(k), v) for k, v in overrides.items() if launched.get(k) != v}
+    hyperparameters = {str(k): str(v) for k, v in (request.get("HyperParameters") or {}).items()}
 
     config = Path(paths.hyperparameters)
     config.parent.mkdir(parents=True, exist_ok=True)
@@ -327,14 +322,14 @@ def run_training_job(
     if status != 0 or not (model_dir / contract.MODEL_JSON_NAME).is_file():
         reason = failure.read_text().strip() if failure.is_file() else f"AlgorithmError: train exited with {status}"
         return TrainingOutcome(
-            "Failed", None, reason, paths, hyperparameters, overridden, final_metrics, time.perf_counter() - started
+            "Failed", None, reason, paths, hyperparameters, final_metrics, time.perf_counter() - started
         )
     archive = base / "upload" / contract.MODEL_ARCHIVE_NAME
     _tar_dir(model_dir, archive)
     s3.upload_file(str(archive), bucket, prefix + contract.MODEL_ARCHIVE_NAME)
     artifact = f"s3://{bucket}/{prefix}{contract.MODEL_ARCHIVE_NAME}"
     return TrainingOutcome(
-        "Completed", artifact, None, paths, hyperparameters, overridden, final_metrics, time.perf_counter() - started
+        "Completed", artifact, None, paths, hyperparameters, final_metrics, time.perf_counter() - started
     )
 
 

@@ -133,3 +133,16 @@ def read_history(checkpoint_dir: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class CpuThreads:
+    """``on_train_start``: PyTorch's CPU threads for CPU training (Ultralytics sets its own when it picks the
+    device, after the job could)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __call__(self, trainer: Any) -> None:
+        import torch
+
+        torch.set_num_threads(self.count)

@@ -11,7 +11,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+AUTO: Literal["auto"] = "auto"
 
 
 class HyperparameterError(ValueError):
@@ -40,6 +42,22 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise ValueError("must be > 0")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text.strip())
+    if not value >= 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+def _or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``auto`` (the instance picks the value: :mod:`sim2cloud.training.instance_defaults`) or ``parse``'s value."""
+
+    def parse_or_auto(text: str) -> Any:
+        return AUTO if text.strip().lower() == AUTO else parse(text)
+
+    return parse_or_auto
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -78,24 +96,40 @@ class Hyperparameters:
     """Epochs to train (a resumed run keeps the epoch count stored in its checkpoint)."""
     imgsz: int = 640
     """Square training and export image size in pixels; the ONNX model is exported at exactly this size."""
-    batch: int = 16
-    """Images per optimizer step over all GPUs (split across DDP ranks, so use a multiple of the GPU count)."""
+    batch: int | Literal["auto"] = AUTO
+    """Images per step over all GPUs (split across DDP ranks, so use a multiple of the GPU count); ``auto``: from
+    the GPUs' count and memory, the model scale and imgsz (64 per 24+ GiB GPU for yolov8n at 640; 16 on CPU)."""
     model: str = "yolov8n.yaml"
     """A model YAML known to Ultralytics (built from scratch, no download) or a ``.pt`` file in the weights channel."""
     patience: int = 50
     """Epochs without validation improvement before stopping early (0 disables early stopping)."""
     seed: int = 0
     """Random seed for reproducible runs (deterministic algorithms are kept on)."""
-    workers: int = 4
-    """Dataloader worker processes per rank (Ultralytics caps it at the CPU count)."""
-    cache: str = "false"
-    """Cache decoded images: ``false``, ``ram`` or ``disk`` (disk writes .npy files in a scratch copy)."""
+    workers: int | Literal["auto"] = AUTO
+    """Dataloader worker processes per rank; ``auto``: every usable CPU of a rank but one (CPU training: 0, which
+    Ultralytics enforces there anyway)."""
+    cache: str = AUTO
+    """Cache decoded images: ``false``, ``ram``, ``disk`` (.npy files in a scratch copy) or ``auto`` (``ram``
+    when every rank's decoded train + val images take at most half the available RAM, else ``false``)."""
+    threads: int | Literal["auto"] = AUTO
+    """PyTorch CPU threads of the training process when it trains on the CPU; ``auto``: every usable CPU
+    (Ultralytics' own choice, CPUs - 1, leaves half of a 2-core machine idle), CPUs - 1 when the machine is
+    already busy (load above 0.5 per CPU). GPU training keeps Ultralytics'."""
+    gpu_augment: str = AUTO
+    """Draw mosaic, affine warp, HSV and flips on the GPU (``sim2cloud.training.gpu_augment``): ``true``,
+    ``false`` or ``auto`` (on when training on GPUs with the RAM cache and the decoded images take at most a
+    quarter of a GPU's memory). Pipelines it cannot draw (mixup, perspective, ...) stay on the CPU anyway."""
     lr0: float = 0.01
     """Initial learning rate; used only when ``optimizer`` is not ``auto`` (auto picks its own)."""
     optimizer: str = "auto"
     """SGD, Adam, AdamW or auto (Ultralytics chooses by dataset size)."""
     close_mosaic: int = 10
     """Final epochs trained without mosaic augmentation."""
+    nbs: int = 64
+    """Nominal batch size: gradients are accumulated over ``nbs / batch`` batches per optimizer step (and weight
+    decay scaled to it), so batches up to 64 train alike; set it to ``batch`` for a step every batch (short runs)."""
+    warmup_epochs: float = 3.0
+    """Epochs of learning-rate and momentum warm-up (fractional allowed; 0 disables it)."""
     device: str = "auto"
     """``auto`` (every visible GPU: SM_NUM_GPUS / CUDA count, else cpu), ``cpu``, or GPU indices like ``0,1``."""
     amp: str = "auto"
@@ -108,15 +142,19 @@ class Hyperparameters:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "epochs": _int_at_least(1),
     "imgsz": _image_size,
-    "batch": _int_at_least(1),
+    "batch": _or_auto(_int_at_least(1)),
     "model": _model,
     "patience": _int_at_least(0),
     "seed": _int_at_least(0),
-    "workers": _int_at_least(0),
-    "cache": _choice("false", "ram", "disk"),
+    "workers": _or_auto(_int_at_least(0)),
+    "cache": _choice(AUTO, "false", "ram", "disk"),
+    "threads": _or_auto(_int_at_least(1)),
+    "gpu_augment": _choice(AUTO, "true", "false"),
     "lr0": _positive_float,
     "optimizer": _choice("auto", "SGD", "Adam", "AdamW"),
     "close_mosaic": _int_at_least(0),
+    "nbs": _int_at_least(1),
+    "warmup_epochs": _non_negative_float,
     "device": _device,
     "amp": _choice("auto", "bf16", "false"),
     "opset": _int_at_least(11),

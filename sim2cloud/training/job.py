@@ -16,17 +16,17 @@ import tempfile
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from sim2cloud import __version__, contract
-from sim2cloud.training import callbacks, devices, offline
+from sim2cloud.training import callbacks, devices, instance_defaults, offline
 from sim2cloud.training.curves import CURVES_NAME, write_training_curves
 from sim2cloud.training.dataset_checks import DatasetError, DatasetSummary, check_dataset
-from sim2cloud.training.hyperparameters import HyperparameterError, Hyperparameters, load_hyperparameters
+from sim2cloud.training.hyperparameters import AUTO, HyperparameterError, Hyperparameters, load_hyperparameters
 
 SCRATCH_PREFIX = "sim2cloud-train-"
 """Scratch directory (Ultralytics run dir, dataset view, config dir) under the system temp dir."""
@@ -104,12 +104,37 @@ def _model_source(hp: Hyperparameters, weights_dir: Path) -> tuple[str, bool]:
     return hp.model, False
 
 
-def _cuda_state() -> tuple[int, bool]:
+def _cuda_device_count() -> int:
     import torch
 
-    if not torch.cuda.is_available():
-        return 0, False
-    return torch.cuda.device_count(), bool(torch.cuda.is_bf16_supported())
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _instance_settings(hp: Hyperparameters, device: str, summary: DatasetSummary) -> tuple[Hyperparameters, Any]:
+    """``hp`` with batch, workers and cache resolved for this instance (the user's values kept), and the
+    Ultralytics ``amp`` argument; the choices and their reasons are logged once, here."""
+    facts = instance_defaults.gather_facts(
+        device,
+        train_images=summary.image_counts.get(contract.TRAIN_SPLIT, 0),
+        val_images=summary.image_counts.get(contract.VAL_SPLIT, 0),
+        imgsz=hp.imgsz,
+        model=hp.model,
+    )
+    chosen = instance_defaults.choose_settings(
+        facts, {name: getattr(hp, name) for name in instance_defaults.AUTO_SETTINGS}
+    )
+    print(instance_defaults.describe(facts, chosen), flush=True)
+    cache = chosen["cache"].value
+    resolved = replace(
+        hp,
+        batch=int(chosen["batch"].value),
+        workers=int(chosen["workers"].value),
+        cache=cache if isinstance(cache, str) else "false",
+        amp=str(chosen["amp"].value) if chosen["amp"].value else "false",
+        threads=chosen["threads"].value if chosen["threads"].value is not None else AUTO,
+        gpu_augment="true" if chosen["gpu_augment"].value else "false",
+    )
+    return resolved, chosen["amp"].value
 
 
 def _sha256(path: Path) -> str:
@@ -198,11 +223,12 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
         from ultralytics import YOLO
 
         offline.disable_settings_sync()
-        gpu_count, bf16 = _cuda_state()
+        gpu_count = _cuda_device_count()
         try:
             device = devices.resolve_device(hp.device, environ.get(contract.Env.SM_NUM_GPUS), gpu_count)
         except ValueError as error:
             raise TrainingFailure(str(error)) from error
+        hp, amp = _instance_settings(hp, device, summary)
         checkpoint = loc.checkpoint_dir / callbacks.CHECKPOINT_NAME
         finished = (loc.checkpoint_dir / callbacks.COMPLETE_MARKER_NAME).is_file()
         run_dir = scratch / "run"
@@ -229,8 +255,10 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
                 "lr0": hp.lr0,
                 "optimizer": hp.optimizer,
                 "close_mosaic": hp.close_mosaic,
+                "nbs": hp.nbs,
+                "warmup_epochs": hp.warmup_epochs,
                 "device": device,
-                "amp": devices.amp_setting(hp.amp, device, bf16),
+                "amp": amp,
                 "pretrained": pretrained,
                 "plots": False,  # plots need fonts and time; the evaluation step draws the pictures
                 "save_dir": str(run_dir),
@@ -240,6 +268,12 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
             if resuming:
                 print(f"resuming from checkpoint {checkpoint}", flush=True)
                 settings["resume"] = True
+            if device == "cpu" and hp.threads != AUTO:
+                model.add_callback("on_train_start", callbacks.CpuThreads(int(hp.threads)))
+            if hp.gpu_augment == "true":
+                from sim2cloud.training.gpu_augment import GpuAugmentTrainer
+
+                settings["trainer"] = GpuAugmentTrainer
             model.train(**settings)
         best = loc.checkpoint_dir / callbacks.BEST_NAME
         if not best.is_file():

@@ -26,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MESHES = REPO_ROOT / "samples" / "meshes"
 BATCH = "pipeline-test"
 FRAMES = 24
+DEMO_TRAINING_WRITTEN = {**runner.DEMO_TRAINING, "epochs": 1, "imgsz": 64, "batch": 8, "patience": 5}
+"""batch.yaml's training: section of the demo below: the demo's schedule, --epochs/--imgsz/--batch and --hp."""
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +120,8 @@ def test_every_shard_is_complete_and_the_dataset_manifest_is_there(demo: dict[st
     assert manifest["class_names"] == sorted(p.name for p in MESHES.iterdir() if p.is_dir())
     assert sum(manifest["counts"][split]["images"] for split in contract.SPLITS) == FRAMES
     assert manifest["run"] == run
-    assert manifest[contract.MANIFEST_TRAINING_FIELD] == {"patience": 5}  # batch.yaml's training: section
+    # batch.yaml's training: section: the demo's schedule, its flags and --hp.
+    assert manifest[contract.MANIFEST_TRAINING_FIELD] == {**DEMO_TRAINING_WRITTEN}
 
 
 def test_the_usd_assets_are_in_the_bucket_once_and_the_manifest_lists_them(demo: dict[str, Any]) -> None:
@@ -144,8 +147,12 @@ def test_the_training_job_request_is_the_launchers(demo: dict[str, Any]) -> None
     clients, summary = demo["clients"], demo["summary"]
     job = clients.sagemaker.describe_training_job(TrainingJobName=summary["training_job"])
     # The environment's defaults overlaid by batch.yaml's training: section (carried by the shards and the
-    # manifest); the demo's speed overrides apply to the local run only, not to the request.
-    assert job["HyperParameters"] == {**contract.DEFAULT_TRAINING_HYPERPARAMETERS, "patience": "5"}
+    # manifest): the demo sets its training like any user, nothing else changes the request.
+    requested = {
+        **contract.DEFAULT_TRAINING_HYPERPARAMETERS,
+        **{key: contract.hyperparameter_string(value) for key, value in DEMO_TRAINING_WRITTEN.items()},
+    }
+    assert job["HyperParameters"] == requested
     [channel] = job["InputDataConfig"]
     assert channel["ChannelName"] == contract.DATASET_CHANNEL
     expected = f"s3://{runner.LOCAL_BUCKET}/{contract.dataset_prefix(summary['run'])}"
@@ -156,13 +163,7 @@ def test_the_training_job_request_is_the_launchers(demo: dict[str, Any]) -> None
     hyperparameters = json.loads(
         Path(summary["model_dir"]).parent.joinpath("input/config/hyperparameters.json").read_text()
     )
-    assert hyperparameters == {
-        **contract.DEFAULT_TRAINING_HYPERPARAMETERS,
-        "patience": "5",
-        "epochs": "1",
-        "imgsz": "64",
-        "batch": "8",
-    }
+    assert hyperparameters == requested  # the local executor runs exactly the launcher's request
 
 
 def test_model_archive_where_sagemaker_puts_it(demo: dict[str, Any]) -> None:

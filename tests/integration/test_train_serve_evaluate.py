@@ -66,7 +66,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _train_command(dataset: Path, out: Path) -> list[str]:
-    hp = [f"epochs={EPOCHS}", f"imgsz={IMGSZ}", "batch=8", "workers=0", "seed=1"]
+    # Pinned (cache and threads too, not left to the instance): a 2-epoch model's top detections sit at tied
+    # confidences near 0.001, so the ONNX/PyTorch comparison needs the same weights on every machine.
+    hp = [f"epochs={EPOCHS}", f"imgsz={IMGSZ}", "batch=8", "workers=0", "seed=1", "cache=false", "threads=1"]
     return [*SIM2CLOUD, "train", "--dataset", str(dataset), "--out", str(out), "--no-progress"] + [
         arg for item in hp for arg in ("--hp", item)
     ]

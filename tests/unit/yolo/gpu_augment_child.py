@@ -1,0 +1,128 @@
+"""Ultralytics work for test_gpu_augment.py, in a child process printing one JSON line.
+
+Why a child: importing Ultralytics patches process-wide functions (PIL's ``Image.open`` tries HEIF), which
+would change what other tests in the same pytest worker see; the training job imports it only after its checks.
+
+    python gpu_augment_child.py WORK_DIR -> {"mosaic": [...], "closed": {...}, "collate": {...}, "unsupported": [...]}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim2cloud.training import offline
+
+IMGSZ = 64
+SEEDS = range(6)
+
+
+def _write_dataset(root: Path, count: int = 6) -> Path:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    images, labels = root / "images" / "train", root / "labels" / "train"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for index in range(count):
+        image = (rng.random((IMGSZ, IMGSZ, 3)) * 80 + 40).astype(np.uint8)
+        lines = []
+        for box in range(2):
+            x1, y1 = rng.integers(2, IMGSZ // 2, size=2)
+            w, h = rng.integers(10, IMGSZ // 2, size=2)
+            colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+            cv2.rectangle(image, (int(x1), int(y1)), (int(x1 + w), int(y1 + h)), colour, thickness=-1)
+            cx, cy = (x1 + w / 2) / IMGSZ, (y1 + h / 2) / IMGSZ
+            lines.append(f"{box} {cx:.6f} {cy:.6f} {w / IMGSZ:.6f} {h / IMGSZ:.6f}")
+        cv2.imwrite(str(images / f"{index:03d}.png"), image)
+        (labels / f"{index:03d}.txt").write_text("\n".join(lines) + "\n")
+    return images
+
+
+def _sample(dataset: Any, index: int, seed: int) -> dict[str, Any]:
+    random.seed(seed)
+    np.random.seed(seed)
+    return dict(dataset[index])
+
+
+def _compare(expected: dict[str, Any], got: dict[str, Any], store: Any) -> dict[str, Any]:
+    import torch
+
+    from sim2cloud.training import gpu_augment
+
+    drawn = gpu_augment.draw(gpu_augment.pack_plans([got["img"]]), store, torch.device("cpu"))[0]
+    reference = expected["img"].float()
+    difference = (drawn - reference).abs()
+    return {
+        "plan": got["img"].plan[0],
+        "has_mosaic": "mosaic" in repr(got["img"].plan),
+        "shapes": [list(drawn.shape), list(reference.shape)],
+        "mean_difference": float(difference.mean()),
+        "p99_difference": float(torch.quantile(difference.flatten(), 0.99)),
+        "mean_difference_to_another_draw": None,
+        "same_classes": bool(torch.equal(got["cls"], expected["cls"])),
+        "boxes_difference": float((got["bboxes"] - expected["bboxes"]).abs().max()) if len(got["bboxes"]) else 0.0,
+        "boxes": len(got["bboxes"]),
+    }
+
+
+def main(work: Path) -> dict[str, Any]:
+    offline.prepare_offline_ultralytics(work / "config")
+    import torch
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.augment import Compose, MixUp, RandomPerspective
+    from ultralytics.data.dataset import YOLODataset
+
+    from sim2cloud.training import gpu_augment
+
+    images = _write_dataset(work / "data")
+    hyp = get_cfg(overrides={"imgsz": IMGSZ, "cache": "ram"})
+    data = {"names": {0: "a", 1: "b"}, "nc": 2, "channels": 3}
+    cpu = YOLODataset(img_path=str(images), imgsz=IMGSZ, augment=True, hyp=hyp, cache="ram", data=data)
+    planned = YOLODataset(img_path=str(images), imgsz=IMGSZ, augment=True, hyp=hyp, cache="ram", data=data)
+    supported = gpu_augment.gpu_unsupported_reason(planned)
+    planned.__class__ = gpu_augment.PlannedDataset
+    planned.transforms = planned.build_transforms(hyp=copy.copy(hyp))
+    store = gpu_augment.ImageStore.from_cache(planned.ims, torch.device("cpu"))
+
+    mosaic = []
+    for seed in SEEDS:
+        index = seed % len(cpu)
+        result = _compare(_sample(cpu, index, seed), _sample(planned, index, seed), store)
+        other = _sample(cpu, index, seed + 100)["img"].float()
+        got = _sample(planned, index, seed)
+        drawn = gpu_augment.draw(gpu_augment.pack_plans([got["img"]]), store, torch.device("cpu"))[0]
+        result["mean_difference_to_another_draw"] = float((drawn - other).abs().mean())
+        mosaic.append(result)
+
+    cpu_closed, planned_closed = copy.copy(cpu), copy.copy(planned)
+    cpu_closed.close_mosaic(hyp=copy.copy(hyp))
+    planned_closed.close_mosaic(hyp=copy.copy(hyp))
+    closed = _compare(_sample(cpu_closed, 1, 7), _sample(planned_closed, 1, 7), store)
+
+    batch = gpu_augment.PlannedDataset.collate_fn([_sample(planned, i, i) for i in range(3)])
+    plan = batch["img"]
+    collate = {
+        "is_plan": isinstance(plan, gpu_augment.BatchPlan),
+        "size": len(plan),
+        "output_hw": list(plan.output_hw),
+        "canvas_hw": list(plan.canvas_hw),
+        "pasted_into": sorted(set(plan.pastes[:, 0].tolist())),
+        "max_batch_idx": int(batch["batch_idx"].max()),
+    }
+    unsupported = [
+        gpu_augment.unsupported_reason(Compose([MixUp(cpu, p=0.5)])),
+        gpu_augment.unsupported_reason(Compose([RandomPerspective(perspective=0.001)])),
+        gpu_augment.unsupported_reason(Compose([lambda labels: labels])),
+    ]
+    return {"supported": supported, "mosaic": mosaic, "closed": closed, "collate": collate, "unsupported": unsupported}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]))), flush=True)

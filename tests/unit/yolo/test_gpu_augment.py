@@ -1,0 +1,71 @@
+"""The GPU-drawn training batch equals Ultralytics' CPU pipeline for the same random draws (checked on the CPU).
+
+Two copies of one cached training dataset: Ultralytics' own, and one whose transforms record plans. Seeded
+alike, each sample gets the same mosaic partners, centre, affine matrix, HSV gains and flips; the planned sample
+drawn by ``gpu_augment.draw`` must match Ultralytics' pixels (up to the rounding of bilinear sampling and of
+OpenCV's fixed-point colour conversion) and carry exactly the same boxes and classes. Ultralytics runs in a
+child process (gpu_augment_child.py says why).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def child(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    script = Path(__file__).with_name("gpu_augment_child.py")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "OPENBLAS_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(script), str(tmp_path_factory.mktemp("gpu-augment"))],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_ultralytics_default_pipeline_is_drawn_on_the_gpu(child: dict[str, Any]) -> None:
+    assert child["supported"] is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_drawn_mosaic_matches_ultralytics_pixels_and_boxes(child: dict[str, Any], seed: int) -> None:
+    result = child["mosaic"][seed]
+    assert result["has_mosaic"]
+    assert result["shapes"] == [[3, 64, 64], [3, 64, 64]]
+    assert result["same_classes"] and result["boxes_difference"] < 1e-5
+    assert result["mean_difference"] < 1.0, result  # grey levels of 255
+    assert result["p99_difference"] <= 6.0, result
+    assert result["mean_difference_to_another_draw"] > 10 * result["mean_difference"]  # the check can tell
+
+
+def test_close_mosaic_keeps_drawing_on_the_gpu(child: dict[str, Any]) -> None:
+    result = child["closed"]
+    assert not result["has_mosaic"]
+    assert result["same_classes"] and result["boxes_difference"] < 1e-5
+    assert result["mean_difference"] < 1.0, result
+
+
+def test_a_batch_collates_into_one_plan(child: dict[str, Any]) -> None:
+    assert child["collate"] == {
+        "is_plan": True,
+        "size": 3,
+        "output_hw": [64, 64],
+        "canvas_hw": [128, 128],
+        "pasted_into": [0, 1, 2],
+        "max_batch_idx": 2,
+    }
+
+
+def test_pipelines_it_cannot_draw_stay_on_the_cpu(child: dict[str, Any]) -> None:
+    assert child["unsupported"] == ["MixUp p=0.5", "perspective=0.001", "transform function"]
