@@ -185,6 +185,21 @@ def test_new_content_after_a_submission_becomes_a_new_run(s3: Any, batch: Any, l
     assert len(submitted_jobs(batch)) == 4
 
 
+def test_changed_content_under_the_same_names_becomes_a_new_run(s3: Any, batch: Any, launcher: Any) -> None:
+    """The run id covers each file's ETag, not only its key: a re-upload of edited meshes under the same
+    names is new content and renders again (while an identical re-upload stays a duplicate)."""
+    first = launcher(sqs_event(put(s3, "meshes/edit/mug/mug.obj", MESH)))
+    same = launcher(sqs_event(put(s3, "meshes/edit/mug/mug.obj", MESH)))
+    edited = launcher(sqs_event(put(s3, "meshes/edit/mug/mug.obj", MESH + b"# edited\n")))
+    assert [o["action"] for o in first["outcomes"]] == ["submitted"]
+    assert [o["action"] for o in same["outcomes"]] == ["duplicate"]
+    assert [o["action"] for o in edited["outcomes"]] == ["submitted"]
+    assert edited["outcomes"][0]["run"] != first["outcomes"][0]["run"]
+    assert len(submitted_jobs(batch)) == 4
+    etag = s3.head_object(Bucket=BUCKET, Key="meshes/edit/mug/mug.obj")["ETag"].strip('"')
+    assert status_of(s3, edited["outcomes"][0]["run"])["content"] == [{"key": "meshes/edit/mug/mug.obj", "etag": etag}]
+
+
 def test_invalid_files_are_quarantined_and_the_rest_is_submitted(s3: Any, batch: Any, launcher: Any) -> None:
     uploads = {
         "meshes/mixed/mug/good.glb": MESH,
@@ -218,6 +233,27 @@ def test_invalid_files_are_quarantined_and_the_rest_is_submitted(s3: Any, batch:
     run = environment_of(jobs[0])[Env.RUN_ID]
     assert status_of(s3, run)["meshes"] == ["meshes/mixed/mug/good.glb"]
     assert len(status_of(s3, run)["rejected"]) == 5
+
+
+def test_quarantine_reasons_identify_the_exact_upload(s3: Any, batch: Any, launcher: Any) -> None:
+    """Each reason names the key, ETag and size of the bytes it judged (a later upload under the same key is
+    a different file), also for a file dropped directly under meshes/, outside any batch folder."""
+    uploads = {"meshes/loose.obj": MESH, "meshes/rec/mug/notes.txt": b"hello", "meshes/rec/mug/mug.obj": MESH}
+    events = [put(s3, key, body) for key, body in uploads.items()]
+    result = launcher(sqs_event(*events))
+    assert result["batchItemFailures"] == []
+    for key in ("meshes/loose.obj", "meshes/rec/mug/notes.txt"):
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        record = quarantine_reason(s3, key)
+        assert record["key"] == key
+        assert record["etag"] == head["ETag"].strip('"')
+        assert record["size"] == len(uploads[key]) == head["ContentLength"]
+        assert record["rejected_by"] == "render-launcher"
+    assert "not inside a batch folder" in quarantine_reason(s3, "meshes/loose.obj")["reason"]
+    assert quarantine_reason(s3, "meshes/loose.obj")["batch"] is None
+    notes = quarantine_reason(s3, "meshes/rec/mug/notes.txt")
+    assert notes["batch"] == "rec" and notes["run"].startswith("rec-")
+    assert s3.get_object(Bucket=BUCKET, Key="meshes/loose.obj")["Body"].read() == MESH  # never moved or deleted
 
 
 def test_batch_without_a_valid_mesh_submits_nothing_and_records_why(s3: Any, batch: Any, launcher: Any) -> None:

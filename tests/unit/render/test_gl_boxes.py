@@ -189,3 +189,39 @@ def test_render_frame_keeps_exactly_the_boxes_the_exact_visible_fractions_keep(
         hidden += sum(o.alone_pixels is not None for o in visible)
         dropped_for_visibility += sum(o.visible_fraction < min_visible_fraction for o in visible)
     assert hidden > 0 and dropped_for_visibility > 0  # the scenes really exercised the rule
+
+
+def box_from_rgb(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Tight box of the pixels that differ from a solid background (its colour read at the image corners)."""
+    corners = rgb[[0, 0, -1, -1], [0, -1, 0, -1]].astype(int)
+    assert (np.ptp(corners, axis=0) <= 1).all(), "the background is not one colour"
+    foreground = np.abs(rgb.astype(int) - corners[0]).max(axis=2) > 6
+    ys, xs = np.nonzero(foreground)
+    if len(xs) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+@pytest.mark.parametrize(("position_y", "position_z"), [(-0.35, 0.2), (0.3, -0.25)])
+def test_boxes_sit_on_the_object_in_the_rgb_image(
+    meshes, class_names, small_spec, renderer_for, position_y: float, position_z: float
+) -> None:
+    """The label box must frame the object where the RGB image shows it: an id image read back flipped or
+    shifted against the RGB image would give boxes consistent with the id image and wrong for the picture."""
+    spec = small_spec(
+        **FIXED_CAMERA, objects_per_frame=[1, 1], object_size=[0.35, 0.35], position_x=[0, 0],
+        position_y=[position_y, position_y], position_z=[position_z, position_z], backgrounds=["solid"],
+        image_noise=[0, 0],
+    )  # fmt: skip
+    for mesh in meshes:
+        renderer = renderer_for([mesh], [mesh.class_name], spec)
+        for frame_index in range(3):
+            rgb, boxes = renderer.render_frame(frame_index)
+            seen = box_from_rgb(rgb)
+            assert seen is not None
+            (box,) = boxes
+            assert box[0] == 0
+            assert np.allclose(box[1:], seen, atol=1.0), (mesh.name, frame_index, box, seen)
+            # The object is off centre (up-left or down-right), so a mirrored box would land elsewhere.
+            centre_x, centre_y = (box[1] + box[3]) / 2, (box[2] + box[4]) / 2
+            assert (centre_x < 64) == (position_y < 0) and (centre_y < 48) == (position_z > 0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim2cloud.evaluation.metrics import ImagePredictions, ImageTruth, box_iou, evaluate
+from sim2cloud.evaluation.metrics import ImagePredictions, ImageTruth, box_iou, evaluate, match_image
 
 TRUTH = [
     ImageTruth(np.array([[10, 10, 50, 50], [60, 60, 100, 90]], float), np.array([0, 1])),
@@ -85,3 +85,16 @@ def test_classes_without_ground_truth_are_left_out() -> None:
     result = evaluate(truth, predictions, n_classes=3)
     assert set(result.per_class) == {0}
     assert result.map50 == pytest.approx(1.0)
+
+
+def test_one_ground_truth_box_is_matched_at_most_once() -> None:
+    # Two boxes of class 0; two confident detections both on the first one and none on the second. The second
+    # detection is a false positive: recall stops at 0.5 (AP 51/101), it must not count the box twice (AP 1.0).
+    truth = [ImageTruth(np.array([[0, 0, 40, 40], [60, 60, 100, 100]], float), np.array([0, 0]))]
+    predictions = _predictions([[[0, 0, 40, 40], [1, 0, 41, 40]]], [[0, 0]], [[0.9, 0.8]])
+    scores, tp = match_image(truth[0], predictions[0], class_id=0)
+    assert scores.tolist() == [0.9, 0.8]
+    assert tp[:, 0].tolist() == [True, False]
+    result = evaluate(truth, predictions, n_classes=1)
+    assert result.map50 == pytest.approx(51 / 101)
+    assert result.per_class[0].predictions == 2 and result.per_class[0].ground_truth == 2
