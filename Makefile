@@ -50,8 +50,11 @@ typecheck-only:
 bench-render: setup ## Render throughput: end-to-end frames/s beside the bare render rate
 	$(PY) bench/render_throughput.py
 
-bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs an Ultralytics baseline server
+bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs Ultralytics predict under gunicorn
 	$(PY) bench/serving_latency.py
+
+mutation: setup ## Mutation testing of the core modules (cosmic-ray; ~1 h on 2 cores; MODULES=a,b): score per module
+	nice -n 10 $(PY) scripts/mutation.py --out $(OUT)/mutation $(if $(MODULES),--modules $(MODULES))
 
 synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
@@ -62,4 +65,4 @@ check-infra: setup ## cdk-nag, cfn-lint and checkov over the synthesized templat
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving
+.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving mutation
