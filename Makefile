@@ -53,7 +53,7 @@ bench-render: setup ## Render throughput: end-to-end frames/s beside the bare re
 bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs Ultralytics predict under gunicorn
 	$(PY) bench/serving_latency.py
 
-mutation: setup ## Mutation testing of the core modules (cosmic-ray; ~1 h on 2 cores; MODULES=a,b): score per module
+mutation: setup ## Mutation testing of the core modules (cosmic-ray, slow; MODULES=a,b for a subset): score per module
 	nice -n 10 $(PY) scripts/mutation.py --out $(OUT)/mutation $(if $(MODULES),--modules $(MODULES))
 
 synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed

@@ -12,7 +12,8 @@ Both loops render the same frames of the same scene spec (same seed, same meshes
     drop rule, then JPEG encoding and the image + label files written on the writer's thread, and finally
     the shard committed (waits for every pending encode, renames the shard into place, writes the marker).
 The two alternate every --chunk frames (so a busy neighbour on a shared machine slows both alike) and the
-totals give the two rates and their ratio end-to-end / bare.
+totals give the two rates and their ratio end-to-end / bare. The first line printed is the source line
+(bench/provenance.py): machine, date, load, command.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.provenance import print_source_line  # noqa: E402
 from isaac_jobs.backends.gl import GLRenderer  # noqa: E402
 from isaac_jobs.batch import discover_batch, load_batch  # noqa: E402
 from isaac_jobs.dataset import ShardWriter  # noqa: E402
@@ -62,6 +64,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--chunk", type=int, default=10)
     args = parser.parse_args()
+    print_source_line()
 
     spec = load_spec(overrides={"width": args.size, "height": args.size, "frames": args.frames})
     plan = discover_batch(args.meshes)

@@ -8,8 +8,8 @@ missing test or an equivalent mutant (a change no behaviour can reveal).
 
 Cosmic-ray edits the file on disk while its tests run, so everything happens in a scratch copy of the working
 tree (tracked and untracked, not ignored files): an interrupted run never leaves your checkout mutated. It
-takes long (about an hour for all targets on 2 cores; the render launcher and the training job are the slow
-ones), so it is not part of ``make test``; run it niced.
+takes long (one test run per mutant, about a thousand in all; the render launcher and the training job have
+the slowest tests), so it is not part of ``make test``; ``make mutation`` runs it niced.
 """
 
 from __future__ import annotations
