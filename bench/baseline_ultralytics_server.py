@@ -51,8 +51,8 @@ def ultralytics_app(
             return answer(start_response, "200 OK", {"status": "ok"})
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         rgb = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
-        (result,) = model.predict(rgb[..., ::-1], imgsz=imgsz, verbose=False)  # Ultralytics takes BGR arrays
-        boxes = result.boxes
+        results: Any = model.predict(rgb[..., ::-1], imgsz=imgsz, verbose=False)  # Ultralytics takes BGR arrays
+        boxes = results[0].boxes
         detections = [
             {"class_id": int(c), "confidence": float(s), "box": [float(v) for v in b]}
             for c, s, b in zip(boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist(), strict=True)
@@ -62,7 +62,7 @@ def ultralytics_app(
     return app
 
 
-class BaselineServer(BaseApplication):  # type: ignore[misc]
+class BaselineServer(BaseApplication):
     def __init__(self, options: dict[str, Any], make_app: Callable[[], Any]) -> None:
         self.options = options
         self.make_app = make_app
