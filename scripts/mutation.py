@@ -18,6 +18,7 @@ import argparse
 import ast
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -121,9 +122,13 @@ def toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def test_command(target: Target) -> str:
+    """One shell-quoted command line: cosmic-ray splits it with shlex (a ``-k`` expression stays one argument)."""
+    return shlex.join([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *target.tests])
+
+
 def write_config(target: Target, scratch: Path, config: Path) -> None:
-    tests = " ".join(target.tests)
-    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly --no-header {tests}"
+    command = test_command(target)
     lines = [
         "[cosmic-ray]",
         f"module-path = {toml_string(target.path)}",
@@ -232,9 +237,9 @@ def mutate(target: Target, out: Path, count_only: bool) -> Score:
             if done.returncode != 0:
                 raise SystemExit(f"{' '.join(step)} failed:\n{done.stdout}\n{done.stderr}")
         if not count_only:
-            pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *target.tests]
-            baseline = run(pytest, scratch, env)
-            if baseline.returncode != 0:
+            # Exactly what cosmic-ray will run; "no tests ran" (exit 5) would count every mutant as killed.
+            baseline = run(shlex.split(test_command(target)), scratch, env)
+            if baseline.returncode != 0 or " passed" not in baseline.stdout:
                 raise SystemExit(f"{target.name}: the tests fail without any mutation:\n{baseline.stdout[-3000:]}")
             print(f"{target.name}: baseline green; mutating {target.path}", flush=True)
             executed = subprocess.run([cosmic, "exec", str(config), str(session)], cwd=scratch, env=env, check=False)
