@@ -54,7 +54,11 @@ TARGETS = (
     Target(
         "shard-writer-finalize",
         "isaac_jobs/dataset.py",
-        ("tests/unit/render/test_shard_writer.py", "tests/unit/render/test_finalize.py"),
+        (
+            "tests/unit/render/test_shard_writer.py",
+            "tests/unit/render/test_shard_edges.py",
+            "tests/unit/render/test_finalize.py",
+        ),
         timeout_s=60,
     ),
     Target(
@@ -78,7 +82,7 @@ TARGETS = (
     Target(
         "serving-requests",
         "sim2cloud/serving/requests.py",
-        ("tests/unit/yolo/test_serving_requests.py",),
+        ("tests/unit/yolo/test_serving_requests.py", "tests/unit/yolo/test_serving_request_limits.py"),
         timeout_s=60,
     ),
     Target(
