@@ -455,3 +455,40 @@ def test_every_log_line_is_json_with_request_batch_and_run(
         assert line["request_id"] and line["message_id"] and line["key"].startswith("meshes/logged/")
         assert line["batch"] == "logged"
         assert line["run"].startswith("logged-")
+
+
+def test_documented_setting_defaults(load_handler: Any) -> None:
+    """Only the four names are required; the rest take the defaults their docstrings promise."""
+    logic = load_handler("render_launcher").logic
+    required = {
+        Env.DATA_BUCKET: BUCKET,
+        Env.JOB_QUEUE: QUEUE,
+        Env.RENDER_JOB_DEFINITION: "sim2cloud-render",
+        Env.FINALIZE_JOB_DEFINITION: "sim2cloud-finalize",
+    }
+    settings = logic.RenderLauncherSettings.from_env(required)
+    assert settings.frames_per_shard == 50
+    assert settings.default_frames == 500
+    assert settings.quiet_period_seconds == 300
+    assert settings.max_mesh_bytes == 512 * 1024 * 1024
+    zero_quiet = logic.RenderLauncherSettings.from_env({**required, Env.QUIET_PERIOD_SECONDS: "0"})
+    assert zero_quiet.quiet_period_seconds == 0
+
+
+def test_one_frame_is_a_valid_batch(load_handler: Any) -> None:
+    logic = load_handler("render_launcher").logic
+    assert logic.frames_from_batch_config("frames: 1\n") == 1
+    assert logic.shard_count(1, 50) == 1
+    assert logic.shard_count(101, 50) == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "lost_race"), [("Other", 409, True), ("Other", 412, True), ("Other", 500, False)]
+)
+def test_a_conditional_write_that_lost_the_race_is_told_by_status_too(
+    load_handler: Any, code: str, status: int, lost_race: bool
+) -> None:
+    """Some S3 front ends answer a failed condition with only the HTTP status (409 conflict, 412 failed)."""
+    logic = load_handler("render_launcher").logic
+    error = ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+    assert logic._is_precondition_failure(error) is lost_race
