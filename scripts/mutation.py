@@ -222,20 +222,26 @@ def score_session(target: Target, session: Path, cwd: Path, env: dict[str, str],
     return score
 
 
-def mutate(target: Target, out: Path, count_only: bool) -> Score:
+def mutate(target: Target, out: Path, count_only: bool, resume: bool = False) -> Score:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sim2cloud-mutation-") as folder:
         scratch = Path(folder)
         scratch_copy(scratch)
         env = dict(os.environ, PYTHONPATH=str(scratch), OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
         config, session = out / f"{target.name}.toml", out / f"{target.name}.sqlite"
-        session.unlink(missing_ok=True)
+        resuming = resume and session.is_file()  # cosmic-ray exec runs only the mutants not yet tested
+        if not resuming:
+            session.unlink(missing_ok=True)
         write_config(target, scratch, config)
         cosmic = str(BIN / "cosmic-ray")
         for step in (
-            [cosmic, "init", str(config), str(session)],
-            [str(BIN / "cr-filter-operators"), str(session), str(config)],
-            *([[str(BIN / "cr-filter-lines"), "--config", str(config), str(session)]] if target.functions else []),
+            ()
+            if resuming
+            else (
+                [cosmic, "init", str(config), str(session)],
+                [str(BIN / "cr-filter-operators"), str(session), str(config)],
+                *([[str(BIN / "cr-filter-lines"), "--config", str(config), str(session)]] if target.functions else []),
+            )
         ):
             done = run(step, scratch, env)
             if done.returncode != 0:
@@ -260,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modules", default=",".join(names), help=f"comma-separated subset of: {', '.join(names)}")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "mutation", help="sessions, survivors, summary")
     parser.add_argument("--count-only", action="store_true", help="list how many mutants each target has; run none")
+    parser.add_argument(
+        "--resume", action="store_true", help="finish the sessions an interrupted run left in --out (same sources)"
+    )
     args = parser.parse_args(argv)
     wanted = [name.strip() for name in args.modules.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(names))
@@ -269,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = []
     by_name = {t.name: t for t in TARGETS}
     for target in (by_name[name] for name in wanted):
-        score = mutate(target, args.out.resolve(), args.count_only)
+        score = mutate(target, args.out.resolve(), args.count_only, args.resume)
         scores.append(score)
         if args.count_only:
             mutants = score.total - score.skipped
