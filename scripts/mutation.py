@@ -72,9 +72,10 @@ TARGETS = (
         "training-resume-export",
         "sim2cloud/training/job.py",
         (
+            "tests/unit/yolo/test_training_exit_codes.py",
             "tests/integration/test_train_serve_evaluate.py",
             "-k",
-            "resumes or rerun_after or model_dir_and_sagemaker or metric_lines",
+            "exits or resumes or rerun_after or model_dir_and_sagemaker or metric_lines",
         ),
         timeout_s=300,
         functions=("train", "run_job"),
