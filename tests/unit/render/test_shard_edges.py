@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from isaac_jobs.dataset import ShardIncompleteError, ShardWriter, finalize, frames_for_shard, shard_dirs_in
+from isaac_jobs.dataset import (
+    ShardIncompleteError,
+    ShardWriter,
+    finalize,
+    frames_for_shard,
+    keep_box,
+    shard_dirs_in,
+    split_frames,
+)
 from isaac_jobs.preview import PREVIEW_NAME
 from sim2cloud import contract
 
@@ -25,10 +34,12 @@ def committed_shard(out: Path, shard: int, shards: int, frames: range, image_for
 
 def test_shard_bounds_are_checked() -> None:
     assert list(frames_for_shard(10, 1, 2)) == [5, 6, 7, 8, 9]
+    assert list(frames_for_shard(10, 0, 1)) == list(range(10))
     with pytest.raises(ValueError, match="shards must be at least 1"):
         frames_for_shard(10, 0, 0)
-    with pytest.raises(ValueError, match=r"shard 2 is outside 0\.\.1"):
-        frames_for_shard(10, 2, 2)
+    for shard in (2, -1):
+        with pytest.raises(ValueError, match=rf"shard {shard} is outside 0\.\.1"):
+            frames_for_shard(10, shard, 2)
 
 
 @pytest.mark.parametrize(("image_format", "magic"), [("jpg", b"\xff\xd8\xff"), ("png", b"\x89PNG")])
@@ -71,3 +82,70 @@ def test_only_shard_folders_are_found(tmp_path: Path) -> None:
     for other in ("sharp-images", "shards-old", "notes"):
         (tmp_path / other).mkdir()
     assert [p.name for p in shard_dirs_in(tmp_path)] == [contract.shard_name(0), contract.shard_name(1)]
+
+
+def test_a_class_id_one_past_the_last_class_is_refused(tmp_path: Path) -> None:
+    with ShardWriter(tmp_path, class_names=["a", "b"], shard=0, shards=1) as writer:
+        writer.add_frame(0, RGB, [(1, 0.0, 0.0, 5.0, 5.0)])
+        with pytest.raises(ValueError, match=r"frame 1: class id 2 outside 0\.\.1"):
+            writer.add_frame(1, RGB, [(2, 0.0, 0.0, 5.0, 5.0)])
+
+
+def test_a_writer_makes_its_output_folder_and_refuses_frames_after_abort(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path / "new" / "shards", class_names=["a"], shard=0, shards=1)
+    writer.add_frame(0, RGB, [])
+    writer.abort()
+    with pytest.raises(RuntimeError, match="already committed or aborted"):
+        writer.add_frame(1, RGB, [])
+    assert list((tmp_path / "new" / "shards").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("box", "min_side", "expected"),
+    [
+        ((0, 10.0, -5.0, 30.0, 40.0), 4, (0, 10.0, 0.0, 30.0, 40.0)),  # clipped at the top edge
+        ((0, 10.0, -50.0, 30.0, -10.0), 0, None),  # entirely above the image
+        ((0, 120.0, 10.0, 150.0, 40.0), 0, None),  # entirely right of it, even with no minimum side
+        ((0, 10.0, 10.0, 40.0, 14.0), 4, (0, 10.0, 10.0, 40.0, 14.0)),  # exactly the minimum height: kept
+    ],
+)
+def test_keep_box_edges(box, min_side, expected) -> None:
+    kept = keep_box(box, width=100, height=100, min_side_px=min_side, visible_fraction=1.0, min_visible_fraction=0.25)
+    assert kept == expected
+
+
+def test_split_rule_edges() -> None:
+    frames = list(range(10))
+    assert set(split_frames(frames, seed=0, val_fraction=0.0).values()) == {contract.TRAIN_SPLIT}
+    assert list(split_frames(frames, seed=0, val_fraction=0.04).values()).count(contract.VAL_SPLIT) == 1
+    assert list(split_frames(frames, seed=0, val_fraction=1.0).values()).count(contract.TRAIN_SPLIT) == 1
+
+
+def test_finalize_defaults_to_a_fifth_for_val(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path / "shards", class_names=["a"], shard=0, shards=1)
+    for frame in range(10):
+        writer.add_frame(frame, RGB, [])
+    writer.commit({"spec": {"seed": 3}})  # no val_fraction in the spec
+    manifest = finalize(shard_dirs_in(tmp_path / "shards"), tmp_path / "dataset", preview_frames=0)
+    assert manifest["counts"][contract.VAL_SPLIT]["images"] == 2
+    assert manifest["split"]["val_fraction"] == 0.2
+
+
+def test_shards_that_disagree_are_not_merged(tmp_path: Path) -> None:
+    first = committed_shard(tmp_path / "shards", 0, 2, range(0, 2))
+    other = ShardWriter(tmp_path / "shards", class_names=["a", "c"], shard=1, shards=2)
+    for frame in range(2, 4):
+        other.add_frame(frame, RGB, [])
+    second = other.commit({"spec": SPEC})
+    with pytest.raises(
+        ShardIncompleteError, match=re.escape(f"shard {second}: its class_names differs from shard {first}'s")
+    ):
+        finalize([first, second], tmp_path / "dataset")
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_an_unreadable_marker_is_named(tmp_path: Path) -> None:
+    shard = committed_shard(tmp_path / "shards", 0, 1, range(2))
+    (shard / contract.SHARD_COMPLETE_MARKER).write_text("{not json")
+    with pytest.raises(ShardIncompleteError, match=f"unreadable {contract.SHARD_COMPLETE_MARKER}"):
+        finalize([shard], tmp_path / "dataset")
