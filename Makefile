@@ -53,8 +53,8 @@ bench-render: setup ## Render throughput: end-to-end frames/s beside the bare re
 bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs Ultralytics predict under gunicorn
 	$(PY) bench/serving_latency.py
 
-mutation: setup ## Mutation testing of the core modules (cosmic-ray, slow; MODULES=a,b RESUME=1): score per module
-	nice -n 10 $(PY) scripts/mutation.py --out $(OUT)/mutation $(if $(MODULES),--modules $(MODULES)) $(if $(RESUME),--resume)
+mutation: setup ## Mutation testing of the core modules (cosmic-ray; MODULES=a,b RESUME=1 RETEST=1): scores
+	nice -n 10 $(PY) scripts/mutation.py --out $(OUT)/mutation $(if $(MODULES),--modules $(MODULES)) $(if $(RESUME),--resume) $(if $(RETEST),--retest-survivors)
 
 synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done

@@ -20,6 +20,7 @@ import json
 import os
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,12 @@ def scratch_copy(destination: Path) -> None:
         shutil.copy2(source, target)
 
 
+def forget_survivors(session: Path) -> None:
+    """Mark a session's survivors untested again, so the next exec tries them against the tests as they are now."""
+    with sqlite3.connect(session) as db:
+        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+
+
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=cwd, env=env, check=False, capture_output=True, text=True)
 
@@ -223,14 +230,16 @@ def score_session(target: Target, session: Path, cwd: Path, env: dict[str, str],
     return score
 
 
-def mutate(target: Target, out: Path, count_only: bool, resume: bool = False) -> Score:
+def mutate(target: Target, out: Path, count_only: bool, resume: bool = False, retest: bool = False) -> Score:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sim2cloud-mutation-") as folder:
         scratch = Path(folder)
         scratch_copy(scratch)
         env = dict(os.environ, PYTHONPATH=str(scratch), OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
         config, session = out / f"{target.name}.toml", out / f"{target.name}.sqlite"
-        resuming = resume and session.is_file()  # cosmic-ray exec runs only the mutants not yet tested
+        resuming = (resume or retest) and session.is_file()  # cosmic-ray exec runs only the mutants not yet tested
+        if resuming and retest:
+            forget_survivors(session)
         if not resuming:
             session.unlink(missing_ok=True)
         write_config(target, scratch, config)
@@ -270,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", action="store_true", help="finish the sessions an interrupted run left in --out (same sources)"
     )
+    parser.add_argument(
+        "--retest-survivors",
+        action="store_true",
+        help="run the survivors of the sessions in --out again (after adding tests; the module itself unchanged)",
+    )
     args = parser.parse_args(argv)
     wanted = [name.strip() for name in args.modules.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(names))
@@ -279,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = []
     by_name = {t.name: t for t in TARGETS}
     for target in (by_name[name] for name in wanted):
-        score = mutate(target, args.out.resolve(), args.count_only, args.resume)
+        score = mutate(target, args.out.resolve(), args.count_only, args.resume, args.retest_survivors)
         scores.append(score)
         if args.count_only:
             mutants = score.total - score.skipped
