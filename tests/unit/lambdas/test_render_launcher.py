@@ -492,3 +492,30 @@ def test_a_conditional_write_that_lost_the_race_is_told_by_status_too(
     logic = load_handler("render_launcher").logic
     error = ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
     assert logic._is_precondition_failure(error) is lost_race
+
+
+def test_a_one_shard_batch_is_a_plain_job_not_an_array(s3: Any, batch: Any, launcher: Any) -> None:
+    """AWS Batch refuses array jobs of fewer than 2 children: one shard is submitted as a plain job."""
+    put(s3, "meshes/single/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/single/batch.yaml", f"frames: {FRAMES_PER_SHARD}\n".encode()))
+    assert result["outcomes"][0]["action"] == "submitted"
+    render = next(job for job in submitted_jobs(batch) if "render" in job["jobName"])
+    assert "size" not in render.get("arrayProperties", {})
+    assert environment_of(render)[Env.SHARD_COUNT] == "1"
+
+
+def test_more_shards_than_a_batch_array_allows_are_refused_with_a_reason(s3: Any, batch: Any, launcher: Any) -> None:
+    put(s3, "meshes/huge/mug/mug.obj", MESH)
+    frames = 10_001 * FRAMES_PER_SHARD  # one shard more than AWS Batch's largest array job
+    result = launcher(put(s3, "meshes/huge/batch.yaml", f"frames: {frames}\n".encode()))
+    outcome = result["outcomes"][0]
+    assert outcome["action"] == "rejected"
+    assert "10001 shards exceed the AWS Batch array limit of 10000" in outcome["detail"]
+    assert submitted_jobs(batch) == []
+
+
+def test_a_long_batch_name_is_cut_to_100_characters_in_the_run_id(load_handler: Any) -> None:
+    logic = load_handler("render_launcher").logic
+    name = "b" * 120
+    run = logic.run_id_for(name, [])
+    assert run.startswith("b" * 100 + "-") and len(run) == 100 + 1 + logic.RUN_HASH_CHARS
