@@ -74,9 +74,11 @@ TARGETS = (
         "sim2cloud/training/job.py",
         (
             "tests/unit/yolo/test_training_exit_codes.py",
+            "tests/unit/yolo/test_training_bad_input.py",
             "tests/integration/test_train_serve_evaluate.py",
             "-k",
-            "exits or resumes or rerun_after or model_dir_and_sagemaker or metric_lines",
+            "exits or unknown_hyperparameter_in_the_sagemaker or resumes or rerun_after or model_dir_and_sagemaker"
+            " or metric_lines",
         ),
         timeout_s=300,
         functions=("train", "run_job"),
