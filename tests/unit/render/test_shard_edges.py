@@ -149,3 +149,23 @@ def test_an_unreadable_marker_is_named(tmp_path: Path) -> None:
     (shard / contract.SHARD_COMPLETE_MARKER).write_text("{not json")
     with pytest.raises(ShardIncompleteError, match=f"unreadable {contract.SHARD_COMPLETE_MARKER}"):
         finalize([shard], tmp_path / "dataset")
+
+
+def test_a_float_image_of_the_right_shape_is_refused(tmp_path: Path) -> None:
+    with (
+        ShardWriter(tmp_path, class_names=["a"], shard=0, shards=1) as writer,
+        pytest.raises(ValueError, match=r"frame 3: expected an \(H, W, 3\) uint8 image"),
+    ):
+        writer.add_frame(3, RGB.astype(np.float64), [])
+
+
+def test_label_centres_keep_their_half_pixels(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path, class_names=["a"], shard=0, shards=1)
+    writer.add_frame(0, RGB, [(0, 1.0, 2.0, 4.0, 9.0)])  # centre (2.5, 5.5) of a 48 x 32 image
+    shard = writer.commit({"spec": SPEC})
+    assert (shard / contract.LABELS_DIR / "000000.txt").read_text() == "0 0.052083 0.171875 0.062500 0.218750\n"
+
+
+def test_keep_box_minimum_width_is_inclusive() -> None:
+    box = (0, 10.0, 10.0, 14.0, 40.0)  # exactly 4 px wide
+    assert keep_box(box, width=100, height=100, min_side_px=4, visible_fraction=1.0, min_visible_fraction=0.25) == box
