@@ -519,3 +519,16 @@ def test_a_long_batch_name_is_cut_to_100_characters_in_the_run_id(load_handler: 
     name = "b" * 120
     run = logic.run_id_for(name, [])
     assert run.startswith("b" * 100 + "-") and len(run) == 100 + 1 + logic.RUN_HASH_CHARS
+
+
+def test_a_folder_placeholder_does_not_hide_the_files_listed_after_it(s3: Any, batch: Any, launcher: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="meshes/ph/mug/", Body=b"")  # what the S3 console's "Create folder" makes
+    result = launcher(put(s3, "meshes/ph/batch.yaml", f"frames: {2 * FRAMES_PER_SHARD}\n".encode()))
+    assert result["outcomes"][0]["action"] == "rejected"  # no mesh yet
+    put(s3, "meshes/ph/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/ph/batch.yaml", f"frames: {2 * FRAMES_PER_SHARD}\n".encode()))
+    (outcome,) = result["outcomes"]
+    assert outcome["action"] == "submitted"
+    assert status_of(s3, outcome["run"])["meshes"] == ["meshes/ph/mug/mug.obj"]
+    render = next(job for job in submitted_jobs(batch) if "render" in job["jobName"])
+    assert render["arrayProperties"]["size"] == 2  # two shards: the smallest array job
