@@ -53,7 +53,7 @@ bench-render: setup ## Render throughput: end-to-end vs bare frames/s, default s
 bench-usd: setup ## USD conversion time (sample batch, a 300k-triangle SAM 3D-style GLB) beside loading the meshes alone
 	$(PY) bench/usd_conversion.py
 
-bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs an Ultralytics baseline server
+bench-serving: setup ## Serving latency/throughput: server vs bare ONNX Runtime vs Ultralytics predict under gunicorn
 	$(PY) bench/serving_latency.py
 
 .PHONY: bench-serving-soak
@@ -63,6 +63,9 @@ bench-serving-soak: setup ## Serving soak: 5 minutes of good, hostile and slow c
 .PHONY: bench-domain-shift
 bench-domain-shift: setup ## Synthetic-val vs domain-shift mAP50 (Cycles reference set; makes its bpy venv once, ~1 GB)
 	$(PY) bench/domain_shift.py --variant cpu --out $(OUT)/domain-shift
+
+mutation: setup ## Mutation testing of the core modules (cosmic-ray; MODULES=a,b RESUME=1 RETEST=1): scores
+	nice -n 10 $(PY) scripts/mutation.py --out $(OUT)/mutation $(if $(MODULES),--modules $(MODULES)) $(if $(RESUME),--resume) $(if $(RETEST),--retest-survivors)
 
 synth: setup ## Synthesize every stack of every environment (cdk-nag runs in synth) into cdk.out/<env>, no AWS needed
 	@for env in $(ENVS); do echo "==> cdk synth -c env=$$env"; npx cdk synth -c env=$$env -q -o cdk.out/$$env || exit 1; done
@@ -112,4 +115,4 @@ diff: setup ## cdk diff of every stack of ENV against the deployed ones (read-on
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving bench-usd
+.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving bench-usd mutation

@@ -21,6 +21,7 @@ alternate every --chunk frames (so a busy neighbour on a shared machine slows al
 four rates, end-to-end / bare for each, and the realism cost: default end to end / realism-off end to end.
 The end-to-end loops are also timed in CPU seconds of this process (llvmpipe's threads included; the writer's
 encode threads too), a steadier figure than wall time when neighbours load the machine.
+The first line printed is the source line (bench/provenance.py): machine, date, load, command.
 """
 
 from __future__ import annotations

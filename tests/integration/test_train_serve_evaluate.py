@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,6 +123,25 @@ def test_interrupted_run_resumes_where_it_stopped(trained: TrainedRun) -> None:
     with Image.open(trained.out / "output" / "data" / "training_curves.png") as curves:
         assert curves.format == "PNG" and curves.width > curves.height > 100
     assert [m["epoch"] for m in card["metrics_history"]] == [1.0, 2.0]
+
+
+def test_a_rerun_after_training_finished_exports_and_succeeds(trained: TrainedRun, tmp_path: Path) -> None:
+    """SageMaker retries a job whose export failed (or a user runs the command again): the completion marker in
+    checkpoints/ says training is done, so the rerun exports the finished weights and exits 0 without training
+    again (Ultralytics refuses to resume a finished run)."""
+    out = tmp_path / "train"
+    shutil.copytree(trained.out, out, symlinks=True)
+    shutil.rmtree(out / "model")
+    rerun = subprocess.run(
+        _train_command(trained.dataset, out), capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    lines = rerun.stdout.splitlines()
+    assert any("training already complete" in line for line in lines)
+    assert _metric_lines(lines) == []  # no epoch was trained
+    card = json.loads((out / "model" / contract.MODEL_JSON_NAME).read_text())
+    assert card["epochs_trained"] == EPOCHS
+    assert (out / "model" / contract.MODEL_ONNX_NAME).is_file()
 
 
 def test_metric_lines_match_the_job_metric_definitions(trained: TrainedRun) -> None:
@@ -362,6 +382,27 @@ def test_client_errors_never_500_and_server_stays_up(server: Server, trained: Tr
     status, _ = _request(url, jpeg, {"Content-Type": "image/jpeg"})
     assert status == 200
     assert server.process.poll() is None
+
+
+def test_a_body_of_exactly_the_default_limit_is_served(trained: TrainedRun) -> None:
+    """contract.SERVING_DEFAULT_MAX_BODY_BYTES is the largest accepted body: exactly that many bytes are served,
+    one byte more is a 413."""
+    limit = contract.SERVING_DEFAULT_MAX_BODY_BYTES
+    document = json.dumps({"image": base64.b64encode(_encoded(trained)).decode()}).encode()
+    exactly = document + b" " * (limit - len(document))  # trailing whitespace: still valid JSON
+    assert len(exactly) == limit
+    server = Server(Path(trained.paths.model_dir))  # no SIM2CLOUD_MAX_BODY_BYTES: the contract's default
+    try:
+        server.wait_until(200)
+        url = server.url + contract.INVOCATIONS_PATH
+        status, body = _request(url, exactly, {"Content-Type": "application/json"})
+        assert status == 200, body
+        assert len(body["predictions"]) == 1
+        status, body = _request(url, exactly + b" ", {"Content-Type": "application/json"})
+        assert status == 413, body
+        assert server.ping() == 200
+    finally:
+        server.stop()
 
 
 def test_evaluation_on_model_file_and_endpoint_agree(server: Server, trained: TrainedRun, tmp_path: Path) -> None:

@@ -185,6 +185,21 @@ def test_new_content_after_a_submission_becomes_a_new_run(s3: Any, batch: Any, l
     assert len(submitted_jobs(batch)) == 4
 
 
+def test_changed_content_under_the_same_names_becomes_a_new_run(s3: Any, batch: Any, launcher: Any) -> None:
+    """The run id covers each file's ETag, not only its key: a re-upload of edited meshes under the same
+    names is new content and renders again (while an identical re-upload stays a duplicate)."""
+    first = launcher(sqs_event(put(s3, "meshes/edit/mug/mug.obj", MESH)))
+    same = launcher(sqs_event(put(s3, "meshes/edit/mug/mug.obj", MESH)))
+    edited = launcher(sqs_event(put(s3, "meshes/edit/mug/mug.obj", MESH + b"# edited\n")))
+    assert [o["action"] for o in first["outcomes"]] == ["submitted"]
+    assert [o["action"] for o in same["outcomes"]] == ["duplicate"]
+    assert [o["action"] for o in edited["outcomes"]] == ["submitted"]
+    assert edited["outcomes"][0]["run"] != first["outcomes"][0]["run"]
+    assert len(submitted_jobs(batch)) == 4
+    etag = s3.head_object(Bucket=BUCKET, Key="meshes/edit/mug/mug.obj")["ETag"].strip('"')
+    assert status_of(s3, edited["outcomes"][0]["run"])["content"] == [{"key": "meshes/edit/mug/mug.obj", "etag": etag}]
+
+
 def test_invalid_files_are_quarantined_and_the_rest_is_submitted(s3: Any, batch: Any, launcher: Any) -> None:
     uploads = {
         "meshes/mixed/mug/good.glb": MESH,
@@ -218,6 +233,27 @@ def test_invalid_files_are_quarantined_and_the_rest_is_submitted(s3: Any, batch:
     run = environment_of(jobs[0])[Env.RUN_ID]
     assert status_of(s3, run)["meshes"] == ["meshes/mixed/mug/good.glb"]
     assert len(status_of(s3, run)["rejected"]) == 5
+
+
+def test_quarantine_reasons_identify_the_exact_upload(s3: Any, batch: Any, launcher: Any) -> None:
+    """Each reason names the key, ETag and size of the bytes it judged (a later upload under the same key is
+    a different file), also for a file dropped directly under meshes/, outside any batch folder."""
+    uploads = {"meshes/loose.obj": MESH, "meshes/rec/mug/notes.txt": b"hello", "meshes/rec/mug/mug.obj": MESH}
+    events = [put(s3, key, body) for key, body in uploads.items()]
+    result = launcher(sqs_event(*events))
+    assert result["batchItemFailures"] == []
+    for key in ("meshes/loose.obj", "meshes/rec/mug/notes.txt"):
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        record = quarantine_reason(s3, key)
+        assert record["key"] == key
+        assert record["etag"] == head["ETag"].strip('"')
+        assert record["size"] == len(uploads[key]) == head["ContentLength"]
+        assert record["rejected_by"] == "render-launcher"
+    assert "not inside a batch folder" in quarantine_reason(s3, "meshes/loose.obj")["reason"]
+    assert quarantine_reason(s3, "meshes/loose.obj")["batch"] is None
+    notes = quarantine_reason(s3, "meshes/rec/mug/notes.txt")
+    assert notes["batch"] == "rec" and notes["run"].startswith("rec-")
+    assert s3.get_object(Bucket=BUCKET, Key="meshes/loose.obj")["Body"].read() == MESH  # never moved or deleted
 
 
 def test_batch_without_a_valid_mesh_submits_nothing_and_records_why(s3: Any, batch: Any, launcher: Any) -> None:
@@ -419,3 +455,80 @@ def test_every_log_line_is_json_with_request_batch_and_run(
         assert line["request_id"] and line["message_id"] and line["key"].startswith("meshes/logged/")
         assert line["batch"] == "logged"
         assert line["run"].startswith("logged-")
+
+
+def test_documented_setting_defaults(load_handler: Any) -> None:
+    """Only the four names are required; the rest take the defaults their docstrings promise."""
+    logic = load_handler("render_launcher").logic
+    required = {
+        Env.DATA_BUCKET: BUCKET,
+        Env.JOB_QUEUE: QUEUE,
+        Env.RENDER_JOB_DEFINITION: "sim2cloud-render",
+        Env.FINALIZE_JOB_DEFINITION: "sim2cloud-finalize",
+    }
+    settings = logic.RenderLauncherSettings.from_env(required)
+    assert settings.frames_per_shard == 50
+    assert settings.default_frames == 500
+    assert settings.quiet_period_seconds == 300
+    assert settings.max_mesh_bytes == 512 * 1024 * 1024
+    zero_quiet = logic.RenderLauncherSettings.from_env({**required, Env.QUIET_PERIOD_SECONDS: "0"})
+    assert zero_quiet.quiet_period_seconds == 0
+
+
+def test_one_frame_is_a_valid_batch(load_handler: Any) -> None:
+    logic = load_handler("render_launcher").logic
+    assert logic.frames_from_batch_config("frames: 1\n") == 1
+    assert logic.shard_count(1, 50) == 1
+    assert logic.shard_count(101, 50) == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "lost_race"), [("Other", 409, True), ("Other", 412, True), ("Other", 500, False)]
+)
+def test_a_conditional_write_that_lost_the_race_is_told_by_status_too(
+    load_handler: Any, code: str, status: int, lost_race: bool
+) -> None:
+    """Some S3 front ends answer a failed condition with only the HTTP status (409 conflict, 412 failed)."""
+    logic = load_handler("render_launcher").logic
+    error = ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+    assert logic._is_precondition_failure(error) is lost_race
+
+
+def test_a_one_shard_batch_is_a_plain_job_not_an_array(s3: Any, batch: Any, launcher: Any) -> None:
+    """AWS Batch refuses array jobs of fewer than 2 children: one shard is submitted as a plain job."""
+    put(s3, "meshes/single/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/single/batch.yaml", f"frames: {FRAMES_PER_SHARD}\n".encode()))
+    assert result["outcomes"][0]["action"] == "submitted"
+    render = next(job for job in submitted_jobs(batch) if "render" in job["jobName"])
+    assert "size" not in render.get("arrayProperties", {})
+    assert environment_of(render)[Env.SHARD_COUNT] == "1"
+
+
+def test_more_shards_than_a_batch_array_allows_are_refused_with_a_reason(s3: Any, batch: Any, launcher: Any) -> None:
+    put(s3, "meshes/huge/mug/mug.obj", MESH)
+    frames = 10_001 * FRAMES_PER_SHARD  # one shard more than AWS Batch's largest array job
+    result = launcher(put(s3, "meshes/huge/batch.yaml", f"frames: {frames}\n".encode()))
+    outcome = result["outcomes"][0]
+    assert outcome["action"] == "rejected"
+    assert "10001 shards exceed the AWS Batch array limit of 10000" in outcome["detail"]
+    assert submitted_jobs(batch) == []
+
+
+def test_a_long_batch_name_is_cut_to_100_characters_in_the_run_id(load_handler: Any) -> None:
+    logic = load_handler("render_launcher").logic
+    name = "b" * 120
+    run = logic.run_id_for(name, [])
+    assert run.startswith("b" * 100 + "-") and len(run) == 100 + 1 + logic.RUN_HASH_CHARS
+
+
+def test_a_folder_placeholder_does_not_hide_the_files_listed_after_it(s3: Any, batch: Any, launcher: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="meshes/ph/mug/", Body=b"")  # what the S3 console's "Create folder" makes
+    result = launcher(put(s3, "meshes/ph/batch.yaml", f"frames: {2 * FRAMES_PER_SHARD}\n".encode()))
+    assert result["outcomes"][0]["action"] == "rejected"  # no mesh yet
+    put(s3, "meshes/ph/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/ph/batch.yaml", f"frames: {2 * FRAMES_PER_SHARD}\n".encode()))
+    (outcome,) = result["outcomes"]
+    assert outcome["action"] == "submitted"
+    assert status_of(s3, outcome["run"])["meshes"] == ["meshes/ph/mug/mug.obj"]
+    render = next(job for job in submitted_jobs(batch) if "render" in job["jobName"])
+    assert render["arrayProperties"]["size"] == 2  # two shards: the smallest array job

@@ -69,7 +69,10 @@ def test_bad_batch_yaml_names_the_problem(tmp_path: Path, text: str, fragment: s
     (tmp_path / "batch.yaml").write_text(text)
     with pytest.raises(BatchConfigError) as caught:
         discover_batch(tmp_path)
-    assert "batch.yaml" in str(caught.value) and fragment in str(caught.value).lower().replace("yaml", "yaml")
+    # "<path of batch.yaml>: <reason>": the file is named in full, and the reason says what is wrong in it.
+    where, _, reason = str(caught.value).partition(": ")
+    assert where == str(tmp_path / "batch.yaml")
+    assert fragment in reason.lower()
 
 
 def test_bad_files_among_good_ones(sample_batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

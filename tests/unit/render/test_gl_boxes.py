@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -26,6 +27,10 @@ FIXED_CAMERA = {
     "min_box_side_px": 0,
     "min_visible_fraction": 0.0,
 }
+
+
+MIN_CONTACT_PX = 8
+"""Pixel edges along which two objects' silhouettes must meet before one is taken to hide the other."""
 
 
 def boxes_from_ids(ids: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
@@ -190,3 +195,75 @@ def test_render_frame_keeps_exactly_the_boxes_the_exact_visible_fractions_keep(
         hidden += sum(o.alone_pixels is not None for o in visible)
         dropped_for_visibility += sum(o.visible_fraction < min_visible_fraction for o in visible)
     assert hidden > 0 and dropped_for_visibility > 0  # the scenes really exercised the rule
+
+
+def box_from_rgb(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Tight box of the pixels that differ from a solid background (its colour read at the image corners)."""
+    corners = rgb[[0, 0, -1, -1], [0, -1, 0, -1]].astype(int)
+    assert (np.ptp(corners, axis=0) <= 1).all(), "the background is not one colour"
+    foreground = np.abs(rgb.astype(int) - corners[0]).max(axis=2) > 6
+    ys, xs = np.nonzero(foreground)
+    if len(xs) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+@pytest.mark.parametrize(("position_y", "position_z"), [(-0.35, 0.2), (0.3, -0.25)])
+def test_boxes_sit_on_the_object_in_the_rgb_image(
+    meshes, class_names, small_spec, renderer_for, position_y: float, position_z: float
+) -> None:
+    """The label box must frame the object where the RGB image shows it: an id image read back flipped or
+    shifted against the RGB image would give boxes consistent with the id image and wrong for the picture."""
+    spec = small_spec(
+        **FIXED_CAMERA, objects_per_frame=[1, 1], object_size=[0.35, 0.35], position_x=[0, 0],
+        position_y=[position_y, position_y], position_z=[position_z, position_z], backgrounds=["solid"],
+        image_noise=[0, 0],
+    )  # fmt: skip
+    for mesh in meshes:
+        renderer = renderer_for([mesh], [mesh.class_name], spec)
+        for frame_index in range(3):
+            rgb, boxes = renderer.render_frame(frame_index)
+            seen = box_from_rgb(rgb)
+            assert seen is not None
+            (box,) = boxes
+            assert box[0] == 0
+            assert np.allclose(box[1:], seen, atol=1.0), (mesh.name, frame_index, box, seen)
+            # The object is off centre (up-left or down-right), so a mirrored box would land elsewhere.
+            centre_x, centre_y = (box[1] + box[3]) / 2, (box[2] + box[4]) / 2
+            assert (centre_x < 64) == (position_y < 0) and (centre_y < 48) == (position_z > 0)
+
+
+def test_an_object_nothing_hides_is_fully_visible_and_kept_by_a_strict_rule(meshes, small_spec, renderer_for) -> None:
+    spec = small_spec(**{**FIXED_CAMERA, "min_visible_fraction": 0.95}, objects_per_frame=[1, 1], position_x=[0, 0],
+                      position_y=[0, 0], position_z=[0, 0])  # fmt: skip
+    for mesh in meshes:
+        renderer = renderer_for([mesh], [mesh.class_name], spec)
+        frame = renderer.render_detailed(0)
+        (instance,) = frame.objects
+        assert instance.visible_fraction == 1.0 and instance.alone_pixels is None
+        assert renderer.render_frame(0)[1] == frame.boxes == [(0, *map(float, instance.raw_box))]  # type: ignore[arg-type]
+
+
+def test_of_two_labelled_objects_that_meet_in_the_image_one_is_hidden_in_part(
+    meshes, class_names, small_spec, renderer_for
+) -> None:
+    """Where two objects' pixels meet along an edge, one stands in front of the other and hides part of it,
+    whatever order the objects were placed in. Checked against the id image alone, with no depth; a contact of a
+    few pixels may be two silhouettes that merely touch, so only longer ones count."""
+    spec = small_spec(objects_per_frame=[5, 7], distractors_per_frame=[0, 0], min_box_side_px=0, min_visible_fraction=0)
+    renderer = renderer_for(meshes, class_names, spec)
+    pairs = 0
+    for frame_index in range(12):
+        frame = renderer.render_detailed(frame_index)
+        by_id = {o.object_id: o for o in frame.objects}
+        ids = frame.ids.astype(int)
+        contacts: Counter[tuple[int, int]] = Counter()
+        for a, b in ((ids[:, :-1], ids[:, 1:]), (ids[:-1, :], ids[1:, :])):
+            meet = (a != b) & (a > 0) & (b > 0)
+            contacts.update((min(x, y), max(x, y)) for x, y in zip(a[meet].tolist(), b[meet].tolist(), strict=True))
+        for (first, second), length in contacts.items():
+            if length >= MIN_CONTACT_PX:
+                fractions = (by_id[first].visible_fraction, by_id[second].visible_fraction)
+                assert min(fractions) < 1.0, (frame_index, first, second, length)
+                pairs += 1
+    assert pairs >= 10  # the scenes really had objects in front of others

@@ -114,3 +114,27 @@ def test_encoder_thread_count_never_changes_the_shard(tmp_path: Path) -> None:
     one, four = shard_bytes(1), shard_bytes(4)
     assert len(one) == 24
     assert one == four
+
+
+def test_a_failed_image_write_fails_the_commit_and_leaves_no_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image that cannot be written (here: the disk fills up on frame 2) must never become a committed shard
+    with a completion marker that finalize would trust."""
+    from PIL import Image
+
+    real_save = Image.Image.save
+
+    def save_failing_on_frame_2(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        if Path(str(fp)).stem == "000002":
+            raise OSError(28, "No space left on device")
+        real_save(self, fp, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "save", save_failing_on_frame_2)
+    writer = ShardWriter(tmp_path, class_names=["a", "b"], shard=0, shards=1)
+    for frame in range(4):
+        writer.add_frame(frame, RGB, [(0, 4.0, 4.0, 20.0, 16.0)])
+    with pytest.raises(OSError, match="No space left"):
+        writer.commit({"spec": {"seed": 0, "val_fraction": 0.5}})
+    assert list(tmp_path.iterdir()) == []  # neither the shard nor its temporary folder
+    assert not list(tmp_path.rglob(contract.SHARD_COMPLETE_MARKER))

@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim2cloud.evaluation.metrics import ImagePredictions, ImageTruth, box_iou, evaluate
+from sim2cloud.evaluation.metrics import (
+    ImagePredictions,
+    ImageTruth,
+    average_precision,
+    box_iou,
+    evaluate,
+    match_image,
+)
 
 TRUTH = [
     ImageTruth(np.array([[10, 10, 50, 50], [60, 60, 100, 90]], float), np.array([0, 1])),
@@ -85,3 +92,41 @@ def test_classes_without_ground_truth_are_left_out() -> None:
     result = evaluate(truth, predictions, n_classes=3)
     assert set(result.per_class) == {0}
     assert result.map50 == pytest.approx(1.0)
+
+
+def test_one_ground_truth_box_is_matched_at_most_once() -> None:
+    # Two boxes of class 0; two confident detections both on the first one and none on the second. The second
+    # detection is a false positive: recall stops at 0.5 (AP 51/101), it must not count the box twice (AP 1.0).
+    truth = [ImageTruth(np.array([[0, 0, 40, 40], [60, 60, 100, 100]], float), np.array([0, 0]))]
+    predictions = _predictions([[[0, 0, 40, 40], [1, 0, 41, 40]]], [[0, 0]], [[0.9, 0.8]])
+    scores, tp = match_image(truth[0], predictions[0], class_id=0)
+    assert scores.tolist() == [0.9, 0.8]
+    assert tp[:, 0].tolist() == [True, False]
+    result = evaluate(truth, predictions, n_classes=1)
+    assert result.map50 == pytest.approx(51 / 101)
+    assert result.per_class[0].predictions == 2 and result.per_class[0].ground_truth == 2
+
+
+def test_a_match_just_over_half_overlap_counts_for_map50_only() -> None:
+    # IoU 0.52: a hit at the 0.50 threshold (AP50 1.0) and at none of the nine stricter ones (mAP50-95 0.1).
+    truth = [ImageTruth(np.array([[0, 0, 100, 100]], float), np.array([0]))]
+    predictions = _predictions([[[0, 0, 100, 52]]], [[0]], [[0.9]])
+    result = evaluate(truth, predictions, n_classes=1)
+    assert result.per_class[0].ap50 == pytest.approx(1.0)
+    assert result.map50 == pytest.approx(1.0)
+    assert result.map50_95 == pytest.approx(0.1)
+
+
+def test_a_class_without_ground_truth_does_not_end_the_evaluation() -> None:
+    # Class 0 has no ground truth and comes first: classes after it are still evaluated.
+    truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([2]))]
+    predictions = _predictions([[[0, 0, 40, 40], [50, 50, 60, 60]]], [[2, 0]], [[0.9, 0.8]])
+    result = evaluate(truth, predictions, n_classes=3)
+    assert set(result.per_class) == {2}
+    assert result.map50 == pytest.approx(1.0)
+
+
+def test_average_precision_without_ground_truth_is_undefined() -> None:
+    aps = average_precision(np.zeros((0, 10), dtype=bool), np.zeros(0), n_truth=0)
+    assert aps.shape == (10,)
+    assert np.isnan(aps).all()
