@@ -382,9 +382,7 @@ def ensure_assets(
 
 
 def _sha256_matches(path: Path, expected: str) -> bool:
-    import hashlib
-
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == expected
+    return path.is_file() and contract.file_sha256(path) == expected
 
 
 def _marker_with_listing(

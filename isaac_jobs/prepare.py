@@ -227,14 +227,6 @@ class PreparedBatch:
         }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def batch_fingerprint(batch_dir: Path) -> str:
     """sha256 over every (non-hidden) file of the batch: relative path and content hash, plus the plan format."""
     root = Path(batch_dir)
@@ -242,7 +234,7 @@ def batch_fingerprint(batch_dir: Path) -> str:
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            digest.update(f"{relative.as_posix()}\0{_sha256(path)}\n".encode())
+            digest.update(f"{relative.as_posix()}\0{contract.file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -352,7 +344,7 @@ def _write_assets(
             print(f"mesh skipped: {mesh.source}: {reason}", file=sys.stderr)
             continue
         files = tuple(
-            AssetFile(p.relative_to(out_dir).as_posix(), _sha256(p), p.stat().st_size)
+            AssetFile(p.relative_to(out_dir).as_posix(), contract.file_sha256(p), p.stat().st_size)
             for p in (usd, texture)
             if p.is_file()
         )

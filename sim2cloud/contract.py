@@ -14,10 +14,12 @@ What lives here:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 CONTRACT_VERSION: Final = "1.0"
@@ -539,3 +541,15 @@ RENDER_LAUNCHER_OUTPUT: Final = "RenderLauncherFunctionName"
 
 def stack_name(environment: str, lifecycle: str) -> str:
     return f"{STACK_NAME_PREFIX}-{environment}-{lifecycle}"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The hash every lineage record carries for a file (batch plan, manifest, model.json): sha256, hex.
+
+    Read in 1 MiB blocks, so a large asset or model is never held in memory whole.
+    """
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

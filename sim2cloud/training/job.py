@@ -8,7 +8,6 @@ job that starts with a checkpoint resumes from it, so the epoch count continues 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -137,14 +136,6 @@ def _instance_settings(hp: Hyperparameters, device: str, summary: DatasetSummary
     return resolved, chosen["amp"].value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _lineage(summary: DatasetSummary) -> dict[str, Any]:
     manifest = summary.manifest or {}
     return {
@@ -181,7 +172,7 @@ def _export(weights: Path, hp: Hyperparameters, summary: DatasetSummary, loc: Jo
     card = {
         "schema_version": contract.MODEL_JSON_SCHEMA_VERSION,
         "contract_version": contract.CONTRACT_VERSION,
-        "model_version": _sha256(loc.model_dir / contract.MODEL_ONNX_NAME)[:16],
+        "model_version": contract.file_sha256(loc.model_dir / contract.MODEL_ONNX_NAME)[:16],
         "task": "detect",
         "class_names": summary.class_names,
         "imgsz": hp.imgsz,
