@@ -215,6 +215,7 @@ def test_boxes_sit_on_the_object_in_the_rgb_image(
     """The label box must frame the object where the RGB image shows it: an id image read back flipped or
     shifted against the RGB image would give boxes consistent with the id image and wrong for the picture."""
     spec = small_spec(
+        **REALISM_OFF,  # one solid background colour around the object: no ground plane, no blur, no exposure
         **FIXED_CAMERA, objects_per_frame=[1, 1], object_size=[0.35, 0.35], position_x=[0, 0],
         position_y=[position_y, position_y], position_z=[position_z, position_z], backgrounds=["solid"],
         image_noise=[0, 0],
