@@ -90,6 +90,21 @@ def frame_stem(frame_index: int) -> str:
     return f"{frame_index:06d}"
 
 
+def replace_folder(build: Path, target: Path) -> None:
+    """Put the fully written folder ``build`` in place of ``target`` (which may exist) by renames.
+
+    Readers see the old folder or the new one, never a half-written one: the old one is renamed aside (beside
+    ``target``, so on the same file system), the new one renamed in, and only then is the old one removed.
+    """
+    if not target.exists():
+        build.rename(target)
+        return
+    stale = target.parent / f".{target.name}.stale-{os.getpid()}"
+    target.rename(stale)
+    build.rename(target)
+    shutil.rmtree(stale)
+
+
 class ShardWriter:
     """Writes one shard aside and renames it into ``out_dir/<shard_name>`` on commit (marker written last).
 
@@ -195,12 +210,8 @@ class ShardWriter:
             "image_format": self.image_format,
             "contract_version": contract.CONTRACT_VERSION,
         }
-        if self.final_dir.exists():
-            # A previous attempt of this shard: replace it, but only once this one is fully written.
-            stale = self.out_dir / f".{self.final_dir.name}.stale-{os.getpid()}"
-            self.final_dir.rename(stale)
-            shutil.rmtree(stale)
-        self.temp_dir.rename(self.final_dir)
+        # A previous attempt of this shard is replaced, but only once this one is fully written.
+        replace_folder(self.temp_dir, self.final_dir)
         marker_temp = self.final_dir / (contract.SHARD_COMPLETE_MARKER + ".tmp")
         marker_temp.write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
         marker_temp.rename(self.final_dir / contract.SHARD_COMPLETE_MARKER)
@@ -403,13 +414,7 @@ def finalize(
         }
         # Manifest last: its appearance is what tells consumers (the training trigger) the dataset is whole.
         (build / contract.DATASET_MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if out_dir.exists():
-            stale = out_dir.parent / f".{out_dir.name}.stale-{os.getpid()}"
-            out_dir.rename(stale)
-            build.rename(out_dir)
-            shutil.rmtree(stale)
-        else:
-            build.rename(out_dir)
+        replace_folder(build, out_dir)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

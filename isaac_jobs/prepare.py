@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any, Final
 
 from isaac_jobs.appearance import MESH_LOOK_KEY, AssetTraits, Look, apply_look, has_own_appearance
 from isaac_jobs.batch import BatchPlan, discover_batch, load_batch
+from isaac_jobs.dataset import replace_folder
 from isaac_jobs.mesh import Mesh, load_mesh
 from sim2cloud import contract
 
@@ -280,13 +280,7 @@ def prepare_batch(meshes_dir: Path, assets_dir: Path, *, progress: bool = True) 
         if not assets:
             raise NoValidMeshesError(meshes_dir, prepared.error_lines(meshes_dir))
         (build / contract.ASSET_PLAN_NAME).write_text(json.dumps(prepared.to_dict(), indent=2), encoding="utf-8")
-        if assets_dir.exists():
-            stale = assets_dir.parent / f".{assets_dir.name}.stale-{os.getpid()}"
-            assets_dir.rename(stale)
-            build.rename(assets_dir)
-            shutil.rmtree(stale)
-        else:
-            build.rename(assets_dir)
+        replace_folder(build, assets_dir)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
