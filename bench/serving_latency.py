@@ -19,7 +19,6 @@ gives training images/s.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import os
 import statistics
@@ -40,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.provenance import print_source_line  # noqa: E402
+from bench.tiny_data import yolo_test_helpers  # noqa: E402
 from sim2cloud import contract  # noqa: E402
 from sim2cloud.local.runner import free_port  # noqa: E402
 
@@ -66,12 +66,9 @@ def make_images(directory: Path, count: int) -> list[bytes]:
 
 def train_model(work: Path) -> tuple[Path, float]:
     """Model dir from the real training job, and training images/s measured over epoch 2."""
-    spec = importlib.util.spec_from_file_location("tiny", REPO / "tests/unit/yolo/conftest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    dataset = module.build_tiny_dataset(work / "dataset", train_images=TRAIN_IMAGES, val_images=4, size=160)
+    dataset = yolo_test_helpers().build_tiny_dataset(
+        work / "dataset", train_images=TRAIN_IMAGES, val_images=4, size=160
+    )
     command = [sys.executable, "-m", "sim2cloud.cli", "train", "--dataset", str(dataset), "--out", str(work / "job")]
     for hp in ("epochs=2", f"imgsz={IMGSZ}", "batch=8", "workers=2", "close_mosaic=0"):
         command += ["--hp", hp]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import importlib.util
 import io
 import json
 import os
@@ -48,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.provenance import source_line  # noqa: E402
+from bench.tiny_data import yolo_test_helpers  # noqa: E402
 from sim2cloud import contract  # noqa: E402
 from sim2cloud.local.runner import free_port  # noqa: E402
 
@@ -58,17 +58,8 @@ WARM_UP_FRACTION = 0.2
 """Memory samples from the first part of the run (sessions allocating, caches filling) are left out of the slope."""
 
 
-def _helpers() -> object:
-    spec = importlib.util.spec_from_file_location("yolo_tiny_dataset", REPO / "tests/unit/yolo/conftest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def train_quick_model(work: Path) -> Path:
-    dataset = _helpers().build_tiny_dataset(work / "dataset", train_images=8, val_images=4)  # type: ignore[attr-defined]
+    dataset = yolo_test_helpers().build_tiny_dataset(work / "dataset", train_images=8, val_images=4)
     command = [sys.executable, "-m", "sim2cloud.cli", "train", "--dataset", str(dataset), "--out", str(work / "job")]
     command += ["--hp", "epochs=1", "--hp", f"imgsz={IMGSZ}", "--hp", "batch=4", "--hp", "workers=0", "--no-progress"]
     completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
@@ -154,7 +145,7 @@ def bad_requests(good: bytes) -> list[tuple[str, int, Callable[[int], int | str]
     one_pixel = io.BytesIO()
     Image.new("RGB", (1, 1)).save(one_pixel, "PNG")
     tiny = base64.b64encode(one_pixel.getvalue()).decode()
-    bomb = _helpers().png_declaring(12000, 12000, with_pixels=False)  # type: ignore[attr-defined]
+    bomb = yolo_test_helpers().png_declaring(12000, 12000, with_pixels=False)
     json_type = {"Content-Type": "application/json"}
     cases: list[tuple[str, int, bytes, dict[str, str]]] = [
         ("nested JSON", 400, b"[" * 5000, json_type),
