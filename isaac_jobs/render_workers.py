@@ -11,9 +11,11 @@ so the dataset is the same for any worker count.
 
 How many: the scene spec's ``render_workers`` (``auto`` or a number; ``sim2cloud render --workers``). ``auto``
 (:func:`auto_render_workers`) uses half the CPUs this process may run on when the GL renderer is a hardware
-GPU (the other half encode JPEG and run the driver's threads), at most one worker per
-``MIN_FRAMES_PER_WORKER`` frames (a worker's start, about a second, must pay off), and one process on a software
-rasteriser (llvmpipe already spreads each frame over every core; a second context would only compete).
+GPU (the other half encode JPEG and run the driver's threads), but at most ``MAX_AUTO_WORKERS`` (the GPU
+driver time-slices the processes' contexts: on the H200 host 4 processes rendered more frames/s than 8 or 12)
+and at most one per ``MIN_FRAMES_PER_WORKER`` frames (a worker's start, about a second, must pay off); and one
+process on a software rasteriser (llvmpipe already spreads each frame over every core; a second context would
+only compete).
 Workers are started with ``spawn``: a fresh interpreter per worker, nothing of the parent's GL or thread state.
 """
 
@@ -33,6 +35,9 @@ from isaac_jobs.dataset import Box, write_frame_files, yolo_label_text
 from isaac_jobs.mesh import Mesh
 from isaac_jobs.spec import AUTO_WORKERS, SceneSpec
 
+MAX_AUTO_WORKERS = 4
+"""``auto`` starts at most this many workers (H200, 16 cores, 3000 frames, default spec: 4 processes 372 frames/s,
+8 processes 332, 12 processes 333; bench/render_throughput.py --workers auto,4,12)."""
 MIN_FRAMES_PER_WORKER = 32
 """``auto`` starts at most one worker per this many frames (a worker costs about a second to start)."""
 MAX_CHUNK_FRAMES = 16
@@ -63,7 +68,7 @@ def auto_render_workers(*, cpus: int, software_renderer: bool, frames: int) -> i
     """The ``auto`` worker count from the facts: see the module docstring."""
     if software_renderer:
         return 1
-    return max(1, min(cpus // 2, frames // MIN_FRAMES_PER_WORKER))
+    return max(1, min(cpus // 2, MAX_AUTO_WORKERS, frames // MIN_FRAMES_PER_WORKER))
 
 
 def render_workers_for(setting: int | str, *, gl_renderer: str, frames: int, cpus: int | None = None) -> int:

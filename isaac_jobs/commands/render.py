@@ -58,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N|auto",
         help="gl backend: processes rendering the frames, each with its own GL context (the spec's render_workers; "
-        "default auto: half the CPUs on a GPU host, 1 on a CPU rasteriser); the frames do not depend on it",
+        "default auto: half the CPUs, at most 4, on a GPU host; 1 on a CPU rasteriser); the frames do not depend on it",
     )
     parser.add_argument(
         "--set",

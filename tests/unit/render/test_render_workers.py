@@ -32,7 +32,8 @@ def files(shard_dir: Path, folder: str) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     ("cpus", "software", "frames", "expected"),
     [
-        (16, False, 3000, 8),  # a GPU host: half the CPUs
+        (16, False, 3000, 4),  # a GPU host: half the CPUs, at most 4 (more contexts only take turns on the GPU)
+        (6, False, 3000, 3),
         (16, False, 100, 3),  # a short shard: one worker per 32 frames
         (16, False, 20, 1),  # too few frames to pay for a second process
         (1, False, 3000, 1),  # one usable CPU
@@ -47,7 +48,7 @@ def test_auto_worker_count_follows_the_host(cpus: int, software: bool, frames: i
 
 def test_worker_count_setting_auto_or_a_number() -> None:
     assert is_software_renderer(LLVMPIPE) and is_software_renderer("softpipe") and not is_software_renderer(NVIDIA)
-    assert render_workers_for("auto", gl_renderer=NVIDIA, frames=3000, cpus=16) == 8
+    assert render_workers_for("auto", gl_renderer=NVIDIA, frames=3000, cpus=16) == 4
     assert render_workers_for("auto", gl_renderer=LLVMPIPE, frames=3000, cpus=16) == 1
     assert render_workers_for(4, gl_renderer=LLVMPIPE, frames=3000, cpus=2) == 4  # the user's number wins
     assert render_workers_for(4, gl_renderer=NVIDIA, frames=2, cpus=16) == 2  # never more than the frames
