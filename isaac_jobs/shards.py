@@ -105,6 +105,7 @@ def render_meshes_to_shard(
         finally:
             renderer.close()
         if workers > 1:
+            bar.set_description(f"{label} ({workers} processes)")
 
             def written(frame_index: int, boxes: list[Box]) -> None:
                 writer.add_written_frame(frame_index, boxes)
