@@ -56,7 +56,7 @@ from isaac_jobs.spec import REALISM_OFF, SceneSpec, load_spec  # noqa: E402
 
 def measure(
     renderers: list[GLRenderer], frames: range, class_names: list[str], out: Path, chunk: int
-) -> list[tuple[float, float]]:
+) -> list[tuple[float, float, float]]:
     """Seconds spent on (bare, end to end, end-to-end CPU) per renderer for the same frames, chunk by chunk."""
     times = [[0.0, 0.0, 0.0] for _ in renderers]
     writers = [
