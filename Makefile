@@ -47,7 +47,7 @@ typecheck-only:
 	@for fn in $(LAMBDAS); do echo "mypy lambda/$$fn"; MYPYPATH=lambda:. $(BIN)/mypy lambda/$$fn || exit 1; done
 
 
-bench-render: setup ## Render throughput: end-to-end vs bare frames/s, default spec beside the realism settings off
+bench-render: setup ## Render throughput: end-to-end vs bare frames/s and the render job with its worker processes, default spec beside the realism settings off
 	$(PY) bench/render_throughput.py
 
 bench-usd: setup ## USD conversion time (sample batch, a 300k-triangle SAM 3D-style GLB) beside loading the meshes alone

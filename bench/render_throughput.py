@@ -2,6 +2,7 @@
 default scene spec and for the same scenes with the realism settings off (``spec.REALISM_OFF``), in one run.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/render_throughput.py [--frames 300] [--size 640]
+        [--job-frames N (default --frames; 0 skips the job)] [--workers auto,4,8]
 
 The meshes go the pipeline's way first (isaac_jobs.prepare: meshes -> validated USD assets in a temp folder,
 read back by the GL backend once and uploaded to GPU buffers once), and the time that took is printed.
@@ -21,6 +22,11 @@ alternate every --chunk frames (so a busy neighbour on a shared machine slows al
 four rates, end-to-end / bare for each, and the realism cost: default end to end / realism-off end to end.
 The end-to-end loops are also timed in CPU seconds of this process (llvmpipe's threads included; the writer's
 encode threads too), a steadier figure than wall time when neighbours load the machine.
+Then the render JOB, end to end, as `sim2cloud render` runs it: the prepared batch (assets reused) -> the
+render processes (``render_workers``: the spec's ``auto`` unless --workers names counts; each process its own GL
+context, see isaac_jobs/render_workers.py) -> a committed shard -> ``finalize`` into a dataset (no preview),
+timed from the call to the finished dataset (worker start-up included) for --job-frames frames, default spec
+and REALISM_OFF one after the other, each worker count in turn; it prints frames/s and the processes used.
 The first line printed is the source line (bench/provenance.py): machine, date, load, command.
 """
 
@@ -31,6 +37,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: OpenBLAS threads fight llvmpipe's
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -41,14 +48,15 @@ sys.path.insert(0, str(REPO))
 
 from bench.provenance import print_source_line  # noqa: E402
 from isaac_jobs.backends.gl import GLRenderer  # noqa: E402
-from isaac_jobs.dataset import ShardWriter  # noqa: E402
-from isaac_jobs.prepare import prepare_batch  # noqa: E402
-from isaac_jobs.spec import REALISM_OFF, load_spec  # noqa: E402
+from isaac_jobs.dataset import ShardWriter, finalize, read_shard_marker  # noqa: E402
+from isaac_jobs.prepare import PreparedBatch, prepare_batch  # noqa: E402
+from isaac_jobs.shards import render_prepared  # noqa: E402
+from isaac_jobs.spec import REALISM_OFF, SceneSpec, load_spec  # noqa: E402
 
 
 def measure(
     renderers: list[GLRenderer], frames: range, class_names: list[str], out: Path, chunk: int
-) -> list[tuple[float, float]]:
+) -> list[tuple[float, float, float]]:
     """Seconds spent on (bare, end to end, end-to-end CPU) per renderer for the same frames, chunk by chunk."""
     times = [[0.0, 0.0, 0.0] for _ in renderers]
     writers = [
@@ -78,12 +86,25 @@ def measure(
     return [(bare, end_to_end, cpu) for bare, end_to_end, cpu in times]
 
 
+def measure_job(prepared: PreparedBatch, spec: SceneSpec, out: Path) -> tuple[float, int]:
+    """Seconds from the render call to the finalized dataset, and the render processes the job used."""
+    start = time.perf_counter()
+    result = render_prepared(prepared, out / "shards", spec=spec, progress=False)
+    finalize([result.path], out / "dataset", preview_frames=0)
+    seconds = time.perf_counter() - start
+    processes = int(read_shard_marker(result.path)["renderer"]["processes"])
+    shutil.rmtree(out)
+    return seconds, processes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meshes", type=Path, default=REPO / "samples" / "meshes")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--chunk", type=int, default=10)
+    parser.add_argument("--job-frames", type=int, default=None, help="frames of the render-job runs (default --frames)")
+    parser.add_argument("--workers", default="auto", help="render_workers of the job runs, comma-separated (auto, N)")
     args = parser.parse_args()
     print_source_line()
 
@@ -114,6 +135,14 @@ def main() -> int:
         timed = measure([renderer, baseline], frames, prepared.class_names, Path(folder) / "shards", args.chunk)
         baseline.close()
         renderer.close()
+        job_frames = args.frames if args.job_frames is None else args.job_frames
+        jobs: list[tuple[str, str, int, float]] = []
+        for workers in (w.strip() for w in args.workers.split(",") if job_frames > 0):
+            setting = workers if workers == "auto" else int(workers)
+            for name, overrides in (("default spec", {}), ("realism off", REALISM_OFF)):
+                job_spec = load_spec(overrides={**size, **overrides, "frames": job_frames, "render_workers": setting})
+                seconds, processes = measure_job(prepared, job_spec, Path(folder) / "job")
+                jobs.append((name, workers, processes, job_frames / seconds))
     rates = [(len(frames) / bare_s, len(frames) / e2e_s, len(frames) / cpu_s) for bare_s, e2e_s, cpu_s in timed]
     for name, (bare, e2e, cpu) in zip(("default spec", "realism off"), rates, strict=True):
         print(f"{name}: bare render (draw + colour readback):        {bare:6.1f} frames/s")
@@ -122,6 +151,13 @@ def main() -> int:
         print(f"{name}: ratio end to end / bare:                     {e2e / bare:6.1%}")
     print(f"realism cost, wall:  default end to end / realism-off end to end: {rates[0][1] / rates[1][1]:6.1%}")
     print(f"realism cost, CPU:   default end to end / realism-off end to end: {rates[0][2] / rates[1][2]:6.1%}")
+    for name, workers, processes, rate in jobs:
+        print(f"{name}: render job end to end (render_workers {workers}: {processes} processes), meshes -> dataset: "
+              f"{rate:6.1f} frames/s")  # fmt: skip
+    for (_, workers, processes, default), (_, _, _, off) in zip(jobs[::2], jobs[1::2], strict=True):
+        print(
+            f"realism cost, render job ({workers}: {processes} processes): default / realism off: {default / off:6.1%}"
+        )
     return 0
 
 

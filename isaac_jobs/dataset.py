@@ -105,6 +105,22 @@ def replace_folder(build: Path, target: Path) -> None:
     shutil.rmtree(stale)
 
 
+def write_frame_files(
+    folder: Path, frame_index: int, rgb: np.ndarray, label: str, *, image_format: str, quality: int
+) -> None:
+    """One frame's image (``image_format``; JPEG at ``quality``) and YOLO label file under a shard folder."""
+    from PIL import Image
+
+    stem = frame_stem(frame_index)
+    image = Image.fromarray(rgb, "RGB")
+    image_path = folder / contract.IMAGES_DIR / (stem + IMAGE_EXTENSIONS[image_format])
+    if image_format == "jpg":
+        image.save(image_path, format="JPEG", quality=quality)
+    else:
+        image.save(image_path, format="PNG", compress_level=1)
+    (folder / contract.LABELS_DIR / (stem + ".txt")).write_text(label, encoding="utf-8")
+
+
 class ShardWriter:
     """Writes one shard aside and renames it into ``out_dir/<shard_name>`` on commit (marker written last).
 
@@ -155,28 +171,30 @@ class ShardWriter:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"frame {frame_index}: expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
         height, width = rgb.shape[:2]
-        for box in boxes:
-            if not 0 <= box[0] < len(self.class_names):
-                raise ValueError(f"frame {frame_index}: class id {box[0]} outside 0..{len(self.class_names) - 1}")
-            self.box_counts[box[0]] += 1
+        self._count_boxes(frame_index, boxes)
         self.frames.append(frame_index)
         label = yolo_label_text(boxes, width, height)
         self._slots.acquire()
         quality = self.jpeg_quality if jpeg_quality is None else jpeg_quality
         self._pending.append(self._executor.submit(self._write_frame, frame_index, rgb, label, quality))
 
-    def _write_frame(self, frame_index: int, rgb: np.ndarray, label: str, quality: int) -> None:
-        from PIL import Image
+    def add_written_frame(self, frame_index: int, boxes: Sequence[Box]) -> None:
+        """Record a frame whose image and label another process already wrote into ``temp_dir`` (with
+        :func:`write_frame_files`): it is listed and counted as if queued here, and committed with the shard."""
+        if self._closed:
+            raise RuntimeError("ShardWriter is already committed or aborted")
+        self._count_boxes(frame_index, boxes)
+        self.frames.append(frame_index)
 
+    def _count_boxes(self, frame_index: int, boxes: Sequence[Box]) -> None:
+        for box in boxes:
+            if not 0 <= box[0] < len(self.class_names):
+                raise ValueError(f"frame {frame_index}: class id {box[0]} outside 0..{len(self.class_names) - 1}")
+            self.box_counts[box[0]] += 1
+
+    def _write_frame(self, frame_index: int, rgb: np.ndarray, label: str, quality: int) -> None:
         try:
-            stem = frame_stem(frame_index)
-            image = Image.fromarray(rgb, "RGB")
-            image_path = self.temp_dir / contract.IMAGES_DIR / (stem + IMAGE_EXTENSIONS[self.image_format])
-            if self.image_format == "jpg":
-                image.save(image_path, format="JPEG", quality=quality)
-            else:
-                image.save(image_path, format="PNG", compress_level=1)
-            (self.temp_dir / contract.LABELS_DIR / (stem + ".txt")).write_text(label, encoding="utf-8")
+            write_frame_files(self.temp_dir, frame_index, rgb, label, image_format=self.image_format, quality=quality)
         finally:
             self._slots.release()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from isaac_jobs.backends import BACKENDS, BackendUnavailableError
-from isaac_jobs.dataset import ShardWriter, frames_for_shard
+from isaac_jobs.dataset import Box, ShardWriter, frames_for_shard
 from isaac_jobs.mesh import Mesh
 from isaac_jobs.prepare import PreparedBatch, prepare_batch
 from isaac_jobs.scene import ScenePlan, SceneSampler
@@ -74,27 +74,49 @@ def render_meshes_to_shard(
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
 ) -> ShardResult:
-    """Render this shard's frames of ``spec`` with the GL backend and commit them under ``out_dir``."""
+    """Render this shard's frames of ``spec`` with the GL backend and commit them under ``out_dir``.
+
+    With ``spec.render_workers`` above one (or ``auto`` on a GPU host) the frames are rendered by several
+    processes (:mod:`isaac_jobs.render_workers`); the shard is the same for any worker count.
+    """
     from tqdm import tqdm
 
     from isaac_jobs.backends.gl import GLRenderer
+    from isaac_jobs.render_workers import render_frames_in_workers, render_workers_for
 
     frames = frames_for_shard(spec.frames, shard, shards)
     writer = _shard_writer(out_dir, class_names, spec, shard, shards)
-    with writer:
+    label = f"render {contract.shard_name(shard)}" if shards > 1 else "render"
+    with writer, tqdm(total=len(frames), desc=label, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+        # One renderer here first: it renders the frames itself when one process is what the host calls for,
+        # and tells ``auto`` whether this is a hardware GPU.
         renderer = GLRenderer(meshes, class_names, spec)
         try:
-            label = f"render {contract.shard_name(shard)}" if shards > 1 else "render"
-            for frame_index in tqdm(frames, desc=label, unit="frame", disable=not progress, dynamic_ncols=True):
-                plan = renderer.scene_plan(frame_index)
-                rgb, boxes = renderer.render_frame(plan)
-                writer.add_frame(frame_index, rgb, boxes, jpeg_quality=plan.realism.jpeg_quality)
             renderer_info = renderer.renderer_info
+            workers = render_workers_for(
+                spec.render_workers, gl_renderer=renderer_info["gl_renderer"], frames=len(frames)
+            )
+            if workers == 1:
+                for frame_index in frames:
+                    plan = renderer.scene_plan(frame_index)
+                    rgb, boxes = renderer.render_frame(plan)
+                    writer.add_frame(frame_index, rgb, boxes, jpeg_quality=plan.realism.jpeg_quality)
+                    bar.update()
         finally:
             renderer.close()
+        if workers > 1:
+            bar.set_description(f"{label} ({workers} processes)")
+
+            def written(frame_index: int, boxes: list[Box]) -> None:
+                writer.add_written_frame(frame_index, boxes)
+                bar.update()
+
+            renderer_info = render_frames_in_workers(
+                meshes, class_names, spec, frames, folder=writer.temp_dir, workers=workers, on_frame=written
+            )
         path = writer.commit(
             {
-                "renderer": renderer_info,
+                "renderer": {**renderer_info, "processes": workers},
                 "spec": spec_to_dict(spec),
                 "source_meshes": [mesh_record(m) for m in meshes],
                 **(metadata or {}),

@@ -26,6 +26,8 @@ GROUND_PATTERNS = ("solid", "noise", "checker", "stripes", "grain")
 MAX_LIGHTS = 4
 MAX_OBJECTS_PER_FRAME = 190
 MAX_DISTRACTORS_PER_FRAME = 64
+AUTO_WORKERS = "auto"
+"""``render_workers: auto``: the GL render job picks its process count from the host (isaac_jobs.render_workers)."""
 """The GL backend writes object ids to an 8-bit integer target: 0 background, then objects, then distractors."""
 
 
@@ -48,6 +50,7 @@ class SceneSpec:
     image_format: str
     jpeg_quality: IntRange
     val_fraction: float
+    render_workers: int | str
     objects_per_frame: IntRange
     object_size: FloatRange | None
     position_x: FloatRange
@@ -214,6 +217,14 @@ def _directory(value: Any, where: str) -> str:
     return str(Path(value).expanduser())
 
 
+def _workers(value: Any, where: str) -> int | str:
+    if value == AUTO_WORKERS:
+        return AUTO_WORKERS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{where}: expected {AUTO_WORKERS!r} or a whole number of processes >= 1, got {value!r}")
+    return value
+
+
 _INF = float("inf")
 CHECKS: dict[str, Checker] = {
     "frames": _int(1),
@@ -223,6 +234,7 @@ CHECKS: dict[str, Checker] = {
     "image_format": _choice(IMAGE_FORMATS),
     "jpeg_quality": _int_or_range(1, 95),
     "val_fraction": _float(0.0, 0.9),
+    "render_workers": _workers,
     "objects_per_frame": _range(1, MAX_OBJECTS_PER_FRAME, integer=True),
     "object_size": _optional(_range(1e-4, 1e4)),
     "position_x": _range(-1e3, 1e3),

@@ -35,6 +35,15 @@ def _parse_setting(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"{key}: value {value!r} is not valid YAML ({err})") from err
 
 
+def _parse_workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of processes, got {text!r}") from None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meshes", type=Path, required=True, help="batch folder: <meshes>/<class>/<mesh file>")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (or, with --shards, the shards folder)")
@@ -43,6 +52,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--frames", type=int, default=None, help="total frames of the run (overrides the spec)")
     parser.add_argument("--seed", type=int, default=None, help="master seed (overrides the spec)")
+    parser.add_argument(
+        "--workers",
+        type=_parse_workers,
+        default=None,
+        metavar="N|auto",
+        help="gl backend: processes rendering the frames, each with its own GL context (the spec's render_workers; "
+        "default auto: half the CPUs, at most 4, on a GPU host; 1 on a CPU rasteriser); the frames do not depend on it",
+    )
     parser.add_argument(
         "--set",
         dest="settings",
@@ -75,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from isaac_jobs.batch import BatchConfigError
     from isaac_jobs.dataset import DatasetExistsError, ShardIncompleteError, finalize
     from isaac_jobs.prepare import AssetFolderError, NoValidMeshesError
+    from isaac_jobs.render_workers import RenderWorkerError
     from isaac_jobs.shards import render_shard
     from isaac_jobs.spec import SpecError, load_spec
 
@@ -91,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"sim2cloud render: --meshes {args.meshes}: not a folder", file=sys.stderr)
         return 2
     try:
-        spec = load_spec(args.config, {**dict(args.settings), "frames": args.frames, "seed": args.seed})
+        spec = load_spec(
+            args.config,
+            {**dict(args.settings), "frames": args.frames, "seed": args.seed, "render_workers": args.workers},
+        )
     except SpecError as err:
         print(f"sim2cloud render: scene spec: {err}", file=sys.stderr)
         return 2
@@ -124,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         BackendUnavailableError,
         BatchConfigError,
         DatasetExistsError,
+        RenderWorkerError,
         ShardIncompleteError,
         SpecError,
     ) as err:
