@@ -90,6 +90,17 @@ class _EnvReader:
             self.problems.append(f"{name}: {err}")
             return ""
 
+    def user_name(self, name: str, what: str) -> str:
+        """A batch or class name as the user wrote it (``kitchen set 2``): :func:`contract.check_name`."""
+        value = self.text(name)
+        if value is None:
+            return ""
+        try:
+            return contract.check_name(value, what)
+        except ValueError as err:
+            self.problems.append(f"{name}: {err}")
+            return ""
+
     def integer(self, name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
         raw = self.text(name, required=default is None)
         if raw is None:
@@ -140,7 +151,7 @@ class ShardSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardSettings:
         reader = _EnvReader(os.environ if env is None else env)
         bucket = reader.text(Env.DATA_BUCKET) or ""
-        batch = reader.identifier(Env.BATCH_ID, "batch id")
+        batch = reader.user_name(Env.BATCH_ID, "batch id")
         run = reader.identifier(Env.RUN_ID, "run id")
         shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
         shard = reader.integer(Env.ARRAY_INDEX, default=0) or 0

@@ -98,7 +98,7 @@ DUMMY_CREDENTIALS: Final = {
     "AWS_REGION": REGION,
 }
 _CLEARED_AWS_VARIABLES: Final = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE")
-_BUNDLE_MODULE_ROOTS: Final = ("handler", "shared", "sim2cloud", *(f"{name}_logic" for name in FUNCTIONS))
+_BUNDLE_MODULE_ROOTS: Final = ("handler", "shared", "sim2cloud", "yaml", *(f"{name}_logic" for name in FUNCTIONS))
 
 
 class DemoFailed(RuntimeError):
@@ -539,7 +539,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     out = settings.out.resolve()
     logs = out / "logs"
     with stages.stage("prepare"):
-        contract.check_id(settings.batch_name, "batch name")
+        contract.check_name(settings.batch_name, "batch name")
         files = _mesh_files(settings.meshes)
         _prepare_out(settings, ("work", "logs", "dataset", "training", "model", "evaluation", "summary.json"))
         _say(f"{len(files)} files of {len({c for c, _, _ in files})} classes in {settings.meshes}")
