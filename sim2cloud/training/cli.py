@@ -50,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
         paths = paths_from_environment(environ)
     elif args.dataset is None or args.out is None:
         raise SystemExit("sim2cloud train: --dataset and --out go together (or neither, inside the container)")
+    elif not args.dataset.is_dir():
+        raise SystemExit(
+            f"sim2cloud train: --dataset {args.dataset}: no such folder (a YOLO dataset: data.yaml, images/)"
+        )
+    elif args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"sim2cloud train: --out {args.out}: is a file, not a folder")
     else:
         try:
             hyperparameters = parse_key_values(args.hp)
