@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         required=True,
-        help="model dir or model.tar.gz (its class names; the predictor unless --endpoint)",
+        help="model dir, its model.onnx, a `sim2cloud train --out` folder or a model.tar.gz (its class names; the "
+        "predictor unless --endpoint)",
     )
     parser.add_argument("--data", type=Path, required=True, help="YOLO dataset dir (data.yaml + images/ + labels/)")
     parser.add_argument("--endpoint", help="evaluate through a running server at this URL (POST <URL>/invocations)")

@@ -40,10 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--meshes",
         type=Path,
         default=DEFAULT_MESHES,
-        help="<class>/<file> mesh folder (read only); default the samples",
+        help="<class>/<file> mesh folder (read only; default: the repository's samples/meshes)",
     )
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="where everything is written")
-    parser.add_argument("--batch-name", default="demo", help="the batch id: meshes/<batch>/ in the data bucket")
+    parser.add_argument(
+        "--batch-name", default="demo", help="the batch name (spaces allowed): meshes/<batch>/ in the data bucket"
+    )
     parser.add_argument("--frames", type=_positive, default=DEMO_FRAMES, help="frames of the run (batch.yaml frames:)")
     parser.add_argument(
         "--frames-per-shard",
@@ -52,16 +54,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the launcher's SIM2CLOUD_FRAMES_PER_SHARD: shards = ceil(frames / this)",
     )
     parser.add_argument(
-        "--epochs", type=_positive, help=f"training epochs (batch.yaml training: epochs; {DEMO_TRAINING['epochs']})"
+        "--epochs",
+        type=_positive,
+        help=f"training epochs (batch.yaml training: epochs; default {DEMO_TRAINING['epochs']})",
     )
     parser.add_argument(
         "--imgsz",
         type=_positive,
         help=f"training image size, also the render size (batch.yaml training: imgsz, render: width/height; "
-        f"{DEMO_IMGSZ})",
+        f"default {DEMO_IMGSZ})",
     )
     parser.add_argument(
-        "--batch", type=_positive, help=f"training batch size (batch.yaml training: batch; {DEMO_TRAINING['batch']})"
+        "--batch",
+        type=_positive,
+        help=f"training batch size (batch.yaml training: batch; default {DEMO_TRAINING['batch']})",
     )
     parser.add_argument(
         "--set",
