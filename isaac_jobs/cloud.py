@@ -510,19 +510,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The job's entry: off a terminal (Batch, CloudWatch) its output is JSON lines, progress a line every few
+    seconds (:func:`sim2cloud.job_log.job_output`); on a terminal it stays human-readable."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get(Env.LOG_LEVEL, "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from sim2cloud.job_log import job_output
+
+    with job_output(f"{args.mode}-job", level=os.environ.get(Env.LOG_LEVEL, "INFO")):
+        return _run(args.mode, progress=not args.no_progress)
+
+
+def _run(mode: str, *, progress: bool) -> int:
     from isaac_jobs.backends import BackendUnavailableError
+    from isaac_jobs.batch import BatchConfigError
     from isaac_jobs.dataset import ShardIncompleteError
     from isaac_jobs.prepare import NoValidMeshesError
     from isaac_jobs.spec import SpecError
 
-    progress = not args.no_progress
     try:
-        if args.mode == "shard":
+        if mode == "shard":
             run_shard_job(ShardSettings.from_env(), progress=progress)
         else:
             run_finalize_job(FinalizeSettings.from_env(), progress=progress)
@@ -535,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ShardIncompleteError,
         NoValidMeshesError,
         BackendUnavailableError,
+        BatchConfigError,
         FileNotFoundError,
     ) as err:
         log.error("%s", err)

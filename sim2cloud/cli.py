@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from sim2cloud import __version__
+from sim2cloud.job_log import progress_lines
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,6 +49,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
+REDRAWS_NOTHING = frozenset({"serve", "submit", "status"})
+"""Commands with no progress bar; the server's request path stays untouched."""
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sim2cloud", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"sim2cloud {__version__}")
@@ -67,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)
-    return int(args._module.run(args) or 0)
+    if args.command in REDRAWS_NOTHING:
+        return int(args._module.run(args) or 0)
+    with progress_lines():  # off a terminal (CI, a pipe, a log file): progress lines, never a redrawn bar
+        return int(args._module.run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -290,7 +290,7 @@ def create_resources(work_dir: Path) -> LocalResources:
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
     )
     # The render stack's job definitions: same environment names; the GL backend instead of Isaac Sim, a local
-    # work dir instead of the instance store, and progress bars on (the cloud passes --no-progress for logs).
+    # work dir instead of the instance store.
     common = {
         Env.DATA_BUCKET: LOCAL_BUCKET,
         Env.ENVIRONMENT: LOCAL_ENVIRONMENT,
