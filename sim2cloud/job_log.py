@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, TextIO
@@ -73,8 +74,10 @@ class LogLines(io.TextIOBase):
         json_lines: bool = False,
         clock: Callable[[], float] = time.monotonic,
         interval: float = PROGRESS_LINE_SECONDS,
+        scratch: re.Pattern[str] | None = None,
     ) -> None:
         super().__init__()
+        self.scratch = scratch
         self.target = target
         self.logger = logger
         self.level = level
@@ -133,6 +136,11 @@ class LogLines(io.TextIOBase):
             self._emit(line)
 
     def _emit(self, text: str, *, progress: bool = False) -> None:
+        if self.scratch is not None:
+            hidden = hide_scratch(text, self.scratch)
+            if hidden is None:
+                return
+            text = hidden
         if self.json_lines and not text.startswith(contract.METRIC_LINE_PREFIX) and not _is_json_object(text):
             text = json_line(text, level=self.level, logger=self.logger, **({"progress": True} if progress else {}))
         self.target.write(text + "\n")
@@ -169,16 +177,20 @@ def progress_lines() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def job_output(job: str, *, level: str = "INFO", json_lines: bool = True) -> Iterator[bool]:
+def job_output(
+    job: str, *, level: str = "INFO", json_lines: bool = True, scratch_prefix: str | None = None
+) -> Iterator[bool]:
     """For the block: stdout and stderr that are not terminals become :class:`LogLines` (JSON lines when
     ``json_lines``: the Batch and SageMaker jobs), and logging goes to stdout (JSON when ``json_lines``, else
-    ``LEVEL logger: message``). Yields whether stdout is a terminal. Terminals are left as they are."""
+    ``LEVEL logger: message``); lines naming the job's scratch folders (``<tmp>/<scratch_prefix>...``, deleted
+    when it ends) lose those hints. Yields whether stdout is a terminal. Terminals are left as they are."""
     stdout, stderr = sys.stdout, sys.stderr
     terminal = is_terminal(stdout)
+    scratch = scratch_pattern(scratch_prefix) if scratch_prefix else None
     if not terminal:
-        sys.stdout = LogLines(stdout, logger=job, level="INFO", json_lines=json_lines)
+        sys.stdout = LogLines(stdout, logger=job, level="INFO", json_lines=json_lines, scratch=scratch)
     if not is_terminal(stderr):
-        sys.stderr = LogLines(stderr, logger=job, level="WARNING", json_lines=json_lines)
+        sys.stderr = LogLines(stderr, logger=job, level="WARNING", json_lines=json_lines, scratch=scratch)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter() if json_lines and not terminal else logging.Formatter("%(levelname)s %(name)s: %(message)s")
@@ -197,28 +209,47 @@ def job_output(job: str, *, level: str = "INFO", json_lines: bool = True) -> Ite
         sys.stdout, sys.stderr = stdout, stderr
 
 
-class ScratchHints(logging.Filter):
-    """Ultralytics names its save folder ("Results saved to /tmp/..."), which in a job is scratch deleted at the
-    end: such hints are dropped, and other mentions of the scratch folder say what it is."""
+SCRATCH_NAME: Final = "<job scratch, deleted>"
 
-    def __init__(self, scratch: str) -> None:
+
+def scratch_pattern(prefix: str) -> re.Pattern[str]:
+    """Paths of the temp folders named ``<tmp>/<prefix>...`` that a job deletes before it ends."""
+    return re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + "/" + re.escape(prefix) + r"[^/\s'\"\x1b]*")
+
+
+def hide_scratch(text: str, scratch: re.Pattern[str]) -> str | None:
+    """``text`` without hints at deleted scratch: a "... saved to <scratch>" line is dropped (None), other
+    mentions say what the folder was."""
+    if not scratch.search(text):
+        return text
+    if "saved to" in text.lower():
+        return None
+    return scratch.sub(SCRATCH_NAME, text)
+
+
+class ScratchHints(logging.Filter):
+    """Ultralytics names its save folders ("Results saved to /tmp/...", "yolo predict model=/tmp/..."), which in
+    a job are scratch deleted at the end: :func:`hide_scratch` on every record of the logger it filters."""
+
+    def __init__(self, scratch: re.Pattern[str]) -> None:
         super().__init__()
         self.scratch = scratch
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.scratch not in message:
-            return True
-        if "saved to" in message.lower():
+        hidden = hide_scratch(message, self.scratch)
+        if hidden is None:
             return False
-        record.msg, record.args = message.replace(self.scratch, "<job scratch, deleted>"), None
+        if hidden != message:
+            record.msg, record.args = hidden, None
         return True
 
 
 @contextlib.contextmanager
-def scratch_hints_hidden(scratch: str, logger: str = "ultralytics") -> Iterator[None]:
-    """:class:`ScratchHints` on ``logger`` (Ultralytics' own) for the block."""
-    hints = ScratchHints(scratch)
+def scratch_hints_hidden(prefix: str, logger: str = "ultralytics") -> Iterator[None]:
+    """:class:`ScratchHints` for the temp folders named ``prefix...`` on ``logger`` (Ultralytics' own) for the
+    block; off a terminal :class:`LogLines` of a job hides them from bars and prints too."""
+    hints = ScratchHints(scratch_pattern(prefix))
     logging.getLogger(logger).addFilter(hints)
     try:
         yield

@@ -210,7 +210,7 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
     loc.checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     # Ultralytics' "Results saved to <scratch>" would point at a folder deleted when the job ends.
-    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch_name, scratch_hints_hidden(scratch_name):
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch_name, scratch_hints_hidden(SCRATCH_PREFIX):
         scratch = Path(scratch_name)
         offline.prepare_offline_ultralytics(scratch / "config")
         from ultralytics import YOLO

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from sim2cloud import contract
-from sim2cloud.job_log import PROGRESS_LINE_SECONDS, LogLines, ScratchHints
+from sim2cloud.job_log import PROGRESS_LINE_SECONDS, LogLines, ScratchHints, scratch_pattern
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -82,13 +82,21 @@ def test_same_fields_as_the_lambda_log_lines() -> None:
 
 
 def test_scratch_hints_are_dropped_and_other_mentions_named() -> None:
-    hints = ScratchHints("/tmp/sim2cloud-train-abc")
-    saved = logging.makeLogRecord({"msg": "Results saved to \x1b[1m/tmp/sim2cloud-train-abc/run\x1b[0m"})
-    scanning = logging.makeLogRecord({"msg": "Scanning %s/labels", "args": ("/tmp/sim2cloud-train-abc",)})
+    import tempfile
+
+    scratch = f"{tempfile.gettempdir()}/sim2cloud-train-abc1"
+    hints = ScratchHints(scratch_pattern("sim2cloud-train-"))
+    saved = logging.makeLogRecord({"msg": f"Results saved to \x1b[1m{scratch}/run\x1b[0m"})
+    scanning = logging.makeLogRecord({"msg": "Scanning %s/labels", "args": (scratch,)})
     other = logging.makeLogRecord({"msg": "epoch 1"})
     assert not hints.filter(saved)
     assert hints.filter(scanning) and scanning.getMessage() == "Scanning <job scratch, deleted>/labels"
     assert hints.filter(other) and other.getMessage() == "epoch 1"
+    # Off a terminal the job's lines (bars and prints too, not only log records) lose them the same way.
+    target = io.StringIO()
+    stream = LogLines(target, logger="training-job", scratch=scratch_pattern("sim2cloud-train-"))
+    stream.write(f"Export complete\nResults saved to {scratch}/best.onnx\nPredict: yolo predict model={scratch}/x\n")
+    assert target.getvalue().splitlines() == ["Export complete", "Predict: yolo predict model=<job scratch, deleted>/x"]
 
 
 def test_a_cli_run_off_a_terminal_has_no_carriage_return(tmp_path: Path) -> None:
