@@ -95,13 +95,14 @@ def test_a_batch_the_launcher_would_refuse_is_not_uploaded(
     folder = _batch(tmp_path, "refused")
     (folder / "mug" / "empty.obj").write_bytes(b"")
     (folder / "mug" / "notes.txt").write_text("not a mesh")
-    (folder / contract.BATCH_CONFIG_NAME).write_text("frames: '8'\n")
+    (folder / contract.BATCH_CONFIG_NAME).write_text("frames: '8'\ntraining: {epoch: 3}\n")
     code, output = _cli(capsys, "submit", str(folder), "--env", "local", "--aws-endpoint", local["endpoint"])
     assert code == 2
     assert "nothing was uploaded" in output
     assert re.search(r"empty\.obj: file is empty", output)
     assert re.search(r"notes\.txt: extension '\.txt' is not supported", output)
-    assert re.search(r"batch\.yaml: batch\.yaml frames: .*not an unquoted positive integer", output)
+    assert re.search(r"batch\.yaml: batch\.yaml: frames must be a positive integer, not '8'", output)
+    assert "unknown hyperparameter 'epoch'" in output  # the training job's own table, before any upload
     listed = local["s3"].list_objects_v2(Bucket=local["resources"].bucket, Prefix=contract.mesh_batch_prefix("refused"))
     assert "Contents" not in listed
 
