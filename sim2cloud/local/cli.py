@@ -110,7 +110,8 @@ def batch_sections(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from sim2cloud.local.runner import DemoFailed, DemoSettings, run_demo
+    from sim2cloud.batch_config import BatchConfigProblem, parse_batch_config
+    from sim2cloud.local.runner import DemoFailed, DemoSettings, batch_yaml, run_demo
 
     if not args.meshes.is_dir():
         hint = " (the sample meshes come with a checkout of the repository)" if args.meshes == DEFAULT_MESHES else ""
@@ -130,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         training=training,
         aws_endpoint=args.aws_endpoint,
     )
+    try:  # the launcher's rules on the batch.yaml the flags make, before anything starts
+        parse_batch_config(batch_yaml(settings))
+    except BatchConfigProblem as problem:
+        print(f"sim2cloud demo: batch.yaml from the flags: {problem}", file=sys.stderr)
+        return 2
     try:
         run_demo(settings)
     except DemoFailed as failure:

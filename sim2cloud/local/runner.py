@@ -632,6 +632,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
                 if key.startswith(contract.QUARANTINE_PREFIX):
                     reason = json.loads(s3.get_object(Bucket=resources.bucket, Key=key)["Body"].read())
                     _say(f"rejected {reason.get('key')}: {reason.get('reason')} (s3://{resources.bucket}/{key})")
+            if not submitted and "rejected" in actions:
+                raise RuntimeError("the render launcher rejected the batch (its reasons above); nothing was submitted")
             if len(submitted) != 1:
                 raise RuntimeError(f"expected one submission, got {len(submitted)} (outcomes {actions})")
             result.run = str(submitted[0]["run"])

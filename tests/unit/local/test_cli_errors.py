@@ -138,3 +138,13 @@ def test_demo_outside_the_repository_uses_the_packages_samples(tmp_path: Path) -
     result = sim2cloud("demo", "--meshes", "my-meshes", cwd=tmp_path)
     assert_one_line(result, 2, "sim2cloud demo: --meshes my-meshes: no such folder")
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_with_a_hyperparameter_typo_stops_before_anything_starts(tmp_path: Path) -> None:
+    """`--hp epoch=3` is judged by batch.yaml's rules (the launcher's) before moto, rendering or training."""
+    result = sim2cloud("demo", "--out", "out", "--hp", "epoch=3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("sim2cloud demo: batch.yaml from the flags: training: unknown hyperparameter 'epoch'")
+    assert not (tmp_path / "out").exists()
