@@ -30,6 +30,8 @@ BATCH_KEYS: Final = (
 )
 """Every key batch.yaml may hold (isaac_jobs/batch.py documents each)."""
 UP_AXIS_CHOICES: Final = ("auto", "y", "z")
+MAX_BATCH_CONFIG_BYTES: Final = 1024 * 1024
+"""A larger batch.yaml is refused unread (settings fit in a few KiB; the launcher parses it in pure Python)."""
 
 
 class BatchConfigProblem(ValueError):
@@ -39,6 +41,9 @@ class BatchConfigProblem(ValueError):
 def parse_batch_config(text: str) -> dict[str, Any]:
     """batch.yaml's text checked key by key: the settings ({} for an empty file), or BatchConfigProblem."""
     import yaml
+
+    if len(text) > MAX_BATCH_CONFIG_BYTES:
+        raise BatchConfigProblem(f"is {len(text)} characters long, over the limit of {MAX_BATCH_CONFIG_BYTES}")
 
     try:
         config = yaml.safe_load(text)

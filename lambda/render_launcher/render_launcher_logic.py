@@ -57,7 +57,7 @@ from shared.settings import EnvReader
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
-from sim2cloud.batch_config import BatchConfigProblem, parse_batch_config
+from sim2cloud.batch_config import MAX_BATCH_CONFIG_BYTES, BatchConfigProblem, parse_batch_config
 from sim2cloud.contract import Env
 
 log = get_logger("sim2cloud.render_launcher")
@@ -182,7 +182,7 @@ def review_objects(objects: Sequence[StoredObject], max_bytes: int) -> BatchRevi
             )
         elif parsed.class_name and (name_problem := contract.name_problem(parsed.class_name)) is not None:
             problem = f"class folder name {parsed.class_name!r} {name_problem}"
-        elif obj.size == 0:
+        elif obj.size == 0 and not parsed.is_batch_config:  # an empty batch.yaml: every setting's default
             problem = "file is empty (0 bytes)"
         elif obj.size > max_bytes:
             problem = f"file is {obj.size} bytes, over the limit of {max_bytes} bytes ({Env.MAX_MESH_BYTES})"
@@ -196,6 +196,8 @@ def review_objects(objects: Sequence[StoredObject], max_bytes: int) -> BatchRevi
             )
         if problem is not None:
             review.rejected.append(Rejection(obj.key, obj.etag, obj.size, problem))
+            if parsed is not None and parsed.is_batch_config:
+                review.config = obj  # a refused batch.yaml stops the batch: its settings are unknown
         elif parsed is not None and parsed.is_batch_config:
             review.config = obj
         elif parsed is not None and parsed.extension in contract.SUPPORTED_MESH_EXTENSIONS:
@@ -265,8 +267,10 @@ def judge_batch(
     a local file in ``sim2cloud submit``, which validates with this same function before uploading)."""
     review = review_objects(objects, limits.max_mesh_bytes)
     frames = limits.default_frames
-    if review.config is not None:
-        frames, config_rejection = frames_from_config_object(review.config, read_config(review.config), limits)
+    if review.config is not None and not any(r.key == review.config.key for r in review.rejected):
+        # An oversized batch.yaml is refused unread (frames_from_config_object says why).
+        body = read_config(review.config) if review.config.size <= MAX_BATCH_CONFIG_BYTES else b""
+        frames, config_rejection = frames_from_config_object(review.config, body, limits)
         if config_rejection is not None:
             review.rejected.append(config_rejection)
     shards = shard_count(frames, limits.frames_per_shard)
@@ -275,6 +279,9 @@ def judge_batch(
 
 def frames_from_config_object(config: StoredObject, body: bytes, limits: BatchLimits) -> tuple[int, Rejection | None]:
     """batch.yaml's frames (the default when it gives none), or the default and the rejection of the file."""
+    if config.size > MAX_BATCH_CONFIG_BYTES:
+        reason = f"batch.yaml is {config.size} bytes, over the limit of {MAX_BATCH_CONFIG_BYTES}"
+        return limits.default_frames, Rejection(config.key, config.etag, config.size, reason)
     try:
         frames = frames_from_batch_config(body.decode("utf-8"))
     except UnicodeDecodeError:

@@ -277,6 +277,26 @@ def test_invalid_batch_file_stops_the_batch_with_a_reason(s3: Any, batch: Any, l
     assert reason == "batch.yaml: frames must be a positive integer, not 'lots'"
 
 
+def test_an_oversized_batch_file_is_refused_unread(s3: Any, batch: Any, launcher: Any) -> None:
+    put(s3, "meshes/big/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/big/batch.yaml", b"# padding\n" * 110_000), max_bytes=10_000_000)
+    assert result["outcomes"][0]["action"] == "rejected"
+    assert "over the limit of 1048576" in quarantine_reason(s3, "meshes/big/batch.yaml")["reason"]
+    assert submitted_jobs(batch) == []
+
+
+def test_a_batch_file_over_the_file_limit_stops_the_batch_and_an_empty_one_is_all_defaults(
+    s3: Any, batch: Any, launcher: Any
+) -> None:
+    put(s3, "meshes/huge/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/huge/batch.yaml", b"frames: 4\n" + b"#" * 2000), max_bytes=1000)
+    assert result["outcomes"][0]["action"] == "rejected"  # its settings are unknown: nothing is rendered
+    assert "over the limit of 1000 bytes" in quarantine_reason(s3, "meshes/huge/batch.yaml")["reason"]
+    put(s3, "meshes/plain/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/plain/batch.yaml", b""))
+    assert result["outcomes"][0]["action"] == "submitted"
+
+
 def test_training_typo_in_batch_file_is_quarantined_before_any_job(s3: Any, batch: Any, launcher: Any) -> None:
     """`--hp epoch=3` (or a wrong type) fails in the launcher with the training job's own message: no GPU hour."""
     put(s3, "meshes/typo/mug/mug.obj", MESH)
