@@ -222,3 +222,24 @@ def test_a_deployed_environment_is_found_from_its_stack_outputs(
     assert "over the limit of 100 bytes (SIM2CLOUD_MAX_MESH_BYTES)" in output
     code, output = _cli(capsys, "status", "--env", "nowhere", "--aws-endpoint", local["endpoint"])
     assert code == 1 and "Sim2Cloud-nowhere-Storage" in output
+
+
+def test_a_batch_named_as_users_write_it_is_submitted_and_followed(
+    local: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Folder 'kitchen set 2' with class 'coffee mug': uploaded under those names, run id derived from them."""
+    s3, bucket = local["s3"], local["resources"].bucket
+    folder = _batch(tmp_path, "kitchen set 2")
+    (folder / "mug").rename(folder / "coffee mug")
+    before = runner.bucket_snapshot(s3, bucket)
+    code, output = _cli(capsys, "submit", str(folder), "--env", "local", "--aws-endpoint", local["endpoint"])
+    assert code == 0, output
+    (run,) = re.findall(r"^run (\S+)$", output, re.MULTILINE)
+    assert run.startswith("kitchen-set-2-") and contract.check_id(run) == run
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="meshes/kitchen set 2/")["Contents"]]
+    assert any(key.startswith("meshes/kitchen set 2/coffee mug/") for key in keys)
+    (outcome,) = _deliver_new_objects(local, before, "render_launcher")
+    assert outcome["action"] == "submitted" and outcome["run"] == run
+    code, output = _cli(capsys, "status", run, "--env", "local", "--aws-endpoint", local["endpoint"])
+    assert code == 0, output
+    assert f"run {run} (batch kitchen set 2)" in output
