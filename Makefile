@@ -19,7 +19,7 @@ run: setup ## Main job on the embedded default: the whole pipeline on one machin
 	$(BIN)/sim2cloud demo --out $(OUT)/demo
 
 render: setup ## Only the render step: the sample meshes into a labelled YOLO dataset with a preview picture
-	$(BIN)/sim2cloud render --meshes samples/meshes --out $(OUT)/dataset --frames 200
+	$(BIN)/sim2cloud render --meshes samples/meshes --out $(OUT)/dataset --frames 200 --force
 
 test: setup ## The test suite (what CI runs): lint, type check, unit, infra and integration tests
 	$(BIN)/ruff check .

@@ -16,8 +16,9 @@ batch.yaml (every key optional; unknown keys are an error naming the key)::
       mug: {hue: [340, 20], saturation: [0.5, 0.9], value: [0.35, 0.9], roughness: [0.2, 0.5]}
     training: {epochs: 30}   # this dataset's hyperparameters: copied into manifest.json, they win in the training job
 
-``frames`` is top-level (not under ``render``) because the render launcher Lambda reads it without a YAML
-library to size the job before any renderer runs; every reader must agree on one place.
+``frames`` is top-level (not under ``render``): the render launcher Lambda sizes the job from it before any
+renderer runs. The launcher, ``sim2cloud submit`` and this module check the file with the same rules
+(:mod:`sim2cloud.batch_config`); only ``looks`` and the scene-spec keys are checked here alone.
 
 Class ids: ``class_names`` is the sorted list of classes of every discovered mesh file, so the id of a
 class does not depend on which files later fail to load (every shard agrees on it).
@@ -25,27 +26,13 @@ class does not depend on which files later fail to load (every shard agrees on i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from isaac_jobs.mesh import DEFAULT_TRIANGLE_BUDGET, Mesh, MeshError, UpAxis, load_mesh
 from sim2cloud import contract
-
-BATCH_KEYS: Final = (
-    "classes",
-    "triangle_budget",
-    "max_triangles",
-    "up_axis",
-    "scale",
-    "usd_labels",
-    "frames",
-    "render",
-    "looks",
-    contract.MANIFEST_TRAINING_FIELD,
-)
-UP_AXIS_CHOICES: Final = ("auto", "y", "z")
+from sim2cloud.batch_config import BatchConfigProblem, parse_batch_config
 
 
 class BatchConfigError(MeshError):
@@ -79,59 +66,17 @@ class BatchPlan:
 
 
 def read_batch_config(batch_dir: Path) -> dict[str, Any]:
-    """batch.yaml checked key by key; {} when the batch has none."""
-    import yaml
-
+    """batch.yaml checked key by key (the launcher's rules, :mod:`sim2cloud.batch_config`, then ``looks``
+    against the batch folder); {} when the batch has none."""
     path = Path(batch_dir) / contract.BATCH_CONFIG_NAME
     if not path.is_file():
         return {}
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        config = parse_batch_config(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
         raise BatchConfigError(path, f"not valid YAML: {exc}") from exc
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise BatchConfigError(path, f"must be a mapping of settings, not {type(config).__name__}")
-    for key in config:
-        if key not in BATCH_KEYS:
-            raise BatchConfigError(path, f"unknown key {key!r}; allowed: {', '.join(BATCH_KEYS)}")
-    classes = config.get("classes", {}) or {}
-    if not isinstance(classes, dict):
-        raise BatchConfigError(path, "classes must map folder or file paths to class names")
-    for target, name in classes.items():
-        try:
-            contract.check_id(str(name), "class name")
-        except ValueError as exc:
-            raise BatchConfigError(path, f"classes[{target!r}]: {exc}") from exc
-    for key in ("triangle_budget", "max_triangles"):
-        value = config.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 4):
-            raise BatchConfigError(path, f"{key} must be an integer of at least 4, not {value!r}")
-    if config.get("up_axis", "auto") not in UP_AXIS_CHOICES:
-        raise BatchConfigError(path, f"up_axis must be one of {', '.join(UP_AXIS_CHOICES)}, not {config['up_axis']!r}")
-    scale = config.get("scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
-        raise BatchConfigError(path, f"scale must be a positive number, not {scale!r}")
-    if not isinstance(config.get("render", {}) or {}, Mapping):
-        raise BatchConfigError(path, "render must be a mapping of scene-spec settings")
-    if not isinstance(config.get("usd_labels", False), bool):
-        raise BatchConfigError(path, f"usd_labels must be true or false, not {config['usd_labels']!r}")
-    frames = config.get("frames")
-    if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or frames < 1):
-        raise BatchConfigError(path, f"frames must be a positive integer, not {frames!r}")
-    training = config.get(contract.MANIFEST_TRAINING_FIELD, {}) or {}
-    if not isinstance(training, Mapping) or not all(isinstance(key, str) for key in training):
-        raise BatchConfigError(path, f"{contract.MANIFEST_TRAINING_FIELD} must map hyperparameter names to values")
-    # Checked now with the training container's own table, so a typo fails before hours of GPU rendering.
-    from sim2cloud.training.hyperparameters import HyperparameterError, parse_hyperparameters
-
-    try:
-        parse_hyperparameters({key: contract.hyperparameter_string(value) for key, value in training.items()})
-    except HyperparameterError as exc:
-        raise BatchConfigError(path, f"{contract.MANIFEST_TRAINING_FIELD}: {exc}") from exc
-    if "frames" in (config.get("render") or {}):
-        raise BatchConfigError(path, "set frames at the top level of batch.yaml, not under render")
+    except BatchConfigProblem as exc:
+        raise BatchConfigError(path, str(exc)) from exc
     from isaac_jobs.appearance import LookError, parse_looks
 
     try:
@@ -180,7 +125,7 @@ def discover_batch(batch_dir: Path) -> BatchPlan:
                 errors.append(exc)
                 continue
         try:
-            contract.check_id(class_name, "class name")
+            contract.check_name(class_name, "class name")
         except ValueError as exc:
             errors.append(MeshError(path, f"{exc} (rename the folder or map it under classes in batch.yaml)"))
             continue

@@ -90,6 +90,17 @@ class _EnvReader:
             self.problems.append(f"{name}: {err}")
             return ""
 
+    def user_name(self, name: str, what: str) -> str:
+        """A batch or class name as the user wrote it (``kitchen set 2``): :func:`contract.check_name`."""
+        value = self.text(name)
+        if value is None:
+            return ""
+        try:
+            return contract.check_name(value, what)
+        except ValueError as err:
+            self.problems.append(f"{name}: {err}")
+            return ""
+
     def integer(self, name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
         raw = self.text(name, required=default is None)
         if raw is None:
@@ -140,7 +151,7 @@ class ShardSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardSettings:
         reader = _EnvReader(os.environ if env is None else env)
         bucket = reader.text(Env.DATA_BUCKET) or ""
-        batch = reader.identifier(Env.BATCH_ID, "batch id")
+        batch = reader.user_name(Env.BATCH_ID, "batch id")
         run = reader.identifier(Env.RUN_ID, "run id")
         shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
         shard = reader.integer(Env.ARRAY_INDEX, default=0) or 0
@@ -499,19 +510,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The job's entry: off a terminal (Batch, CloudWatch) its output is JSON lines, progress a line every few
+    seconds (:func:`sim2cloud.job_log.job_output`); on a terminal it stays human-readable."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get(Env.LOG_LEVEL, "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from sim2cloud.job_log import job_output
+
+    with job_output(f"{args.mode}-job", level=os.environ.get(Env.LOG_LEVEL, "INFO")):
+        return _run(args.mode, progress=not args.no_progress)
+
+
+def _run(mode: str, *, progress: bool) -> int:
     from isaac_jobs.backends import BackendUnavailableError
+    from isaac_jobs.batch import BatchConfigError
     from isaac_jobs.dataset import ShardIncompleteError
     from isaac_jobs.prepare import NoValidMeshesError
     from isaac_jobs.spec import SpecError
 
-    progress = not args.no_progress
     try:
-        if args.mode == "shard":
+        if mode == "shard":
             run_shard_job(ShardSettings.from_env(), progress=progress)
         else:
             run_finalize_job(FinalizeSettings.from_env(), progress=progress)
@@ -524,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ShardIncompleteError,
         NoValidMeshesError,
         BackendUnavailableError,
+        BatchConfigError,
         FileNotFoundError,
     ) as err:
         log.error("%s", err)

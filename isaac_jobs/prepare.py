@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -129,7 +128,8 @@ class PreparedBatch:
 
     assets_dir: Path
     class_names: list[str]
-    """Sorted classes of every discovered mesh file (ids are indices; bad files do not shift them)."""
+    """Sorted classes with at least one asset (ids are indices). A class whose every mesh failed is dropped
+    with an error saying so; the plan is made once per batch, so every shard agrees on the ids."""
     assets: list[AssetRecord]
     errors: list[FileError]
     render_overrides: dict[str, Any]
@@ -276,6 +276,8 @@ def prepare_batch(meshes_dir: Path, assets_dir: Path, *, progress: bool = True) 
     try:
         assets, errors = _write_assets(meshes, meshes_dir, build, progress=progress, looks=batch.looks)
         errors = [FileError(_relative(e.path, meshes_dir), e.reason) for e in load_errors] + errors
+        if assets:
+            errors += dropped_classes(batch.class_names, assets)
         prepared = _plan(batch, assets_dir, assets, errors, fingerprint)
         if not assets:
             raise NoValidMeshesError(meshes_dir, prepared.error_lines(meshes_dir))
@@ -287,12 +289,24 @@ def prepare_batch(meshes_dir: Path, assets_dir: Path, *, progress: bool = True) 
     return prepared
 
 
+def dropped_classes(discovered: list[str], assets: list[AssetRecord]) -> list[FileError]:
+    """One error per discovered class none of whose meshes became an asset: the class is dropped (a class
+    with no rendered instance would only teach the model that it never appears), the others go on."""
+    kept = {asset.class_name for asset in assets}
+    return [
+        FileError(name, f"class {name!r} dropped: none of its meshes could be used (their errors are listed above)")
+        for name in discovered
+        if name not in kept
+    ]
+
+
 def _plan(
     batch: BatchPlan, assets_dir: Path, assets: list[AssetRecord], errors: list[FileError], fingerprint: str
 ) -> PreparedBatch:
+    kept = {asset.class_name for asset in assets}
     return PreparedBatch(
         assets_dir=assets_dir,
-        class_names=list(batch.class_names),
+        class_names=[name for name in batch.class_names if name in kept] if assets else list(batch.class_names),
         assets=assets,
         errors=errors,
         render_overrides=dict(batch.render_overrides),
@@ -334,8 +348,7 @@ def _write_assets(
             texture.unlink(missing_ok=True)
             details = "; ".join(p.replace(str(out_dir) + "/", "") for p in problems)
             reason = f"its USD asset failed validation: {details}"
-            errors.append(FileError(_relative(mesh.source, meshes_dir), reason))
-            print(f"mesh skipped: {mesh.source}: {reason}", file=sys.stderr)
+            errors.append(FileError(_relative(mesh.source, meshes_dir), reason))  # reported with the others
             continue
         files = tuple(
             AssetFile(p.relative_to(out_dir).as_posix(), contract.file_sha256(p), p.stat().st_size)

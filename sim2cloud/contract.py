@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -75,12 +76,66 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_id(value: str, what: str = "id") -> str:
-    """Return ``value`` if it is a safe path segment (batch, run, class), else raise ValueError."""
+    """Return ``value`` if it is a restricted identifier (run ids, --env), else raise ValueError.
+
+    User-given batch and class names follow :func:`check_name` instead; :func:`id_from_name` derives an id."""
     if not _SAFE_ID.match(value) or value in {".", ".."}:
         raise ValueError(
             f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
+
+
+MAX_NAME_CHARS: Final = 128
+"""Longest batch or class name (a folder name as the user wrote it)."""
+_PATH_SEPARATORS: Final = ("/", "\\")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+ID_HASH_CHARS: Final = 8
+"""Hex digits of the name's hash appended to an identifier derived from a name that is not one already."""
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be carried as a batch or class name (None: it can).
+
+    Names are kept as users write them (``coffee mug``, ``kitchen set 2``, ``Kaffeebecher``): S3 keys, YAML,
+    JSON, tags and folders carry them. Refused are only names that cannot travel safely: empty, longer than
+    :data:`MAX_NAME_CHARS`, holding a control character or a path separator, ``.``/``..`` or hidden (a
+    leading ``.``, skipped as a hidden folder), or with spaces at either end (invisible, so ``mug`` and
+    ``mug `` would be two classes).
+    """
+    if not value:
+        return "is empty"
+    if len(value) > MAX_NAME_CHARS:
+        return f"is {len(value)} characters long, over the limit of {MAX_NAME_CHARS}"
+    for position, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            return f"holds a control character ({char!r}) at position {position}"
+        if char in _PATH_SEPARATORS:
+            return f"holds a path separator ({char!r}) at position {position}"
+    if value.startswith("."):
+        return "starts with '.' (a hidden folder, or '.'/'..')"
+    if value != value.strip():
+        return "starts or ends with a space"
+    return None
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Return ``value`` if it can be carried as a batch or class name, else raise ValueError saying why."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(f"invalid {what} {value!r}: it {problem}")
+    return value
+
+
+def id_from_name(name: str, max_chars: int = 100) -> str:
+    """A deterministic identifier (:func:`check_id` rules) for a name: the name itself when it is one
+    already, else its letters and digits joined by ``-`` plus a hash of the whole name (so ``kitchen set 2``
+    and ``kitchen_set 2`` stay apart). Where AWS needs a restricted id; the name itself goes in metadata."""
+    if _SAFE_ID.match(name) and len(name) <= max_chars and name not in {".", ".."}:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:ID_HASH_CHARS]
+    slug = _ID_UNSAFE.sub("-", name).strip("-._")[: max_chars - ID_HASH_CHARS - 1].strip("-._")
+    return f"{slug}-{digest}" if slug else digest
 
 
 def mesh_batch_prefix(batch: str) -> str:

@@ -31,8 +31,9 @@ IMAGE_ENTRYPOINT = "/opt/sim2cloud/entrypoint.sh"
 """Our image (containers/isaac-sim) replaces Isaac Sim's streaming-app entrypoint with this script, which runs
 ``/isaac-sim/python.sh -m isaac_jobs.cloud <mode>``. Batch job definitions have no entrypoint field, so the
 job's ``command`` overrides the image's CMD: the mode of that script."""
-RENDER_COMMAND = ["shard", "--no-progress"]
-FINALIZE_COMMAND = ["finalize", "--no-progress"]
+RENDER_COMMAND = ["shard"]
+"""Progress on: off a terminal it is a line every few seconds (sim2cloud.job_log), not a redrawn bar."""
+FINALIZE_COMMAND = ["finalize"]
 ISAAC_CACHE_PATHS = {
     # container path -> folder under the instance-store mount (shader/kit caches survive between jobs on a host)
     "/isaac-sim/kit/cache": "kit-cache",

@@ -84,6 +84,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="draw a preview grid with boxes into the dataset (default on; single-shard runs)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the dataset already in --out (without it, a non-empty --out is refused)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -107,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.meshes.is_dir():
         print(f"sim2cloud render: --meshes {args.meshes}: not a folder", file=sys.stderr)
+        return 2
+    out_problem = _out_problem(args.out, force=args.force, shards=args.shards is not None)
+    if out_problem is not None:
+        print(f"sim2cloud render: --out {args.out}: {out_problem}", file=sys.stderr)
         return 2
     try:
         spec = load_spec(
@@ -165,8 +174,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out_problem(out: Path, *, force: bool, shards: bool) -> str | None:
+    """Why ``--out`` cannot take the render (None: it can), checked before any work is done."""
+    if out.exists() and not out.is_dir():
+        return "is a file, not a folder (the dataset is a folder: images/, labels/, data.yaml)"
+    if shards or force or not out.is_dir() or not any(out.iterdir()):
+        return None
+    return "is not empty; pass --force to replace the dataset in it, or choose another folder"
+
+
 def _report_errors(errors: list[Any]) -> None:
+    # Each error was printed as it was found ("mesh skipped: ..."); only the count is repeated here.
     if errors:
-        print(f"{len(errors)} mesh file(s) skipped:", file=sys.stderr)
-        for error in errors:
-            print(f"  - {error}", file=sys.stderr)
+        print(f"{len(errors)} mesh file(s) skipped (listed above)", file=sys.stderr)

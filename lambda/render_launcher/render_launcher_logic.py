@@ -12,9 +12,11 @@ A batch is everything under ``meshes/<batch>/``. Two kinds of events reach the l
 * ``meshes/B/batch.yaml`` arriving directly (EventBridge, no delay) evaluates the batch at once: the
   batch file says "this batch is complete".
 
-Evaluating a batch validates every object: key layout ``<batch>/<class>/<file>``, extension (a mesh
-from ``SUPPORTED_MESH_EXTENSIONS`` or a companion from ``MESH_COMPANION_EXTENSIONS``), not empty, at most
-``SIM2CLOUD_MAX_MESH_BYTES``, and a ``batch.yaml`` whose ``frames`` (if given) is a positive integer.
+Evaluating a batch validates every object: key layout ``<batch>/<class>/<file>``, batch and class folder
+names that can be carried (``coffee mug`` can; :func:`sim2cloud.contract.name_problem` says what cannot),
+extension (a mesh from ``SUPPORTED_MESH_EXTENSIONS`` or a companion from ``MESH_COMPANION_EXTENSIONS``), not
+empty, at most ``SIM2CLOUD_MAX_MESH_BYTES``, and ``batch.yaml`` by the render job's own rules
+(:mod:`sim2cloud.batch_config`: keys, types, the ``training:`` hyperparameters), so a typo costs no GPU hour.
 Each rejected object gets a JSON reason at :func:`sim2cloud.contract.quarantine_reason_key`; the upload
 itself is never moved, changed or deleted. If at least one valid mesh remains, ONE Batch job is
 submitted: an array job of ``ceil(frames / SIM2CLOUD_FRAMES_PER_SHARD)`` children (a plain job when that
@@ -55,6 +57,7 @@ from shared.settings import EnvReader
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
+from sim2cloud.batch_config import MAX_BATCH_CONFIG_BYTES, BatchConfigProblem, parse_batch_config
 from sim2cloud.contract import Env
 
 log = get_logger("sim2cloud.render_launcher")
@@ -68,7 +71,6 @@ RUN_HASH_CHARS: Final = 12
 MAX_BATCH_IN_RUN_ID: Final = 100
 """Batch-name characters kept in the run id, so ``<batch>-<hash>`` stays a valid 128-character id."""
 _JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-_FRAMES_LINE = re.compile(r"^frames[ \t]*:[ \t]*(?P<value>[^#\n]*?)[ \t]*(?:#.*)?$", re.MULTILINE)
 
 STATE_CLAIMED: Final = "claimed"
 STATE_RENDER_SUBMITTED: Final = "render_submitted"
@@ -178,7 +180,9 @@ def review_objects(objects: Sequence[StoredObject], max_bytes: int) -> BatchRevi
                 f"key {obj.key!r} does not follow {contract.MESHES_PREFIX}<batch>/<class>/<file> "
                 f"(or {contract.MESHES_PREFIX}<batch>/{contract.BATCH_CONFIG_NAME})"
             )
-        elif obj.size == 0:
+        elif parsed.class_name and (name_problem := contract.name_problem(parsed.class_name)) is not None:
+            problem = f"class folder name {parsed.class_name!r} {name_problem}"
+        elif obj.size == 0 and not parsed.is_batch_config:  # an empty batch.yaml: every setting's default
             problem = "file is empty (0 bytes)"
         elif obj.size > max_bytes:
             problem = f"file is {obj.size} bytes, over the limit of {max_bytes} bytes ({Env.MAX_MESH_BYTES})"
@@ -192,6 +196,8 @@ def review_objects(objects: Sequence[StoredObject], max_bytes: int) -> BatchRevi
             )
         if problem is not None:
             review.rejected.append(Rejection(obj.key, obj.etag, obj.size, problem))
+            if parsed is not None and parsed.is_batch_config:
+                review.config = obj  # a refused batch.yaml stops the batch: its settings are unknown
         elif parsed is not None and parsed.is_batch_config:
             review.config = obj
         elif parsed is not None and parsed.extension in contract.SUPPORTED_MESH_EXTENSIONS:
@@ -202,22 +208,15 @@ def review_objects(objects: Sequence[StoredObject], max_bytes: int) -> BatchRevi
 
 
 def frames_from_batch_config(text: str) -> int | None:
-    """The top-level ``frames`` of batch.yaml, or None when absent.
-
-    The Lambda runtime has no YAML library, so only this one scalar is read here (a top-level
-    ``frames: <int>`` line); the render job parses the whole file with PyYAML.
-    """
-    match = _FRAMES_LINE.search(text)
-    if match is None:
-        return None
-    raw = match.group("value").strip()
-    # A quoted number is a YAML string, which the render job refuses: both readers must agree.
-    if not raw.isdigit():
-        raise BatchConfigError(f"frames: {raw!r} is not an unquoted positive integer")
-    frames = int(raw)
-    if frames < 1:
-        raise BatchConfigError(f"frames: {frames} must be at least 1")
-    return frames
+    """The top-level ``frames`` of batch.yaml, or None when absent; BatchConfigError (every reason) when the
+    file breaks any of batch.yaml's rules (:mod:`sim2cloud.batch_config`, the render job's own rules):
+    unknown keys, wrong types, an unknown training hyperparameter or a value the training job refuses."""
+    try:
+        config = parse_batch_config(text)
+    except BatchConfigProblem as err:
+        raise BatchConfigError(str(err)) from err
+    frames = config.get("frames")
+    return int(frames) if frames is not None else None
 
 
 def shard_count(frames: int, frames_per_shard: int) -> int:
@@ -268,8 +267,10 @@ def judge_batch(
     a local file in ``sim2cloud submit``, which validates with this same function before uploading)."""
     review = review_objects(objects, limits.max_mesh_bytes)
     frames = limits.default_frames
-    if review.config is not None:
-        frames, config_rejection = frames_from_config_object(review.config, read_config(review.config), limits)
+    if review.config is not None and not any(r.key == review.config.key for r in review.rejected):
+        # An oversized batch.yaml is refused unread (frames_from_config_object says why).
+        body = read_config(review.config) if review.config.size <= MAX_BATCH_CONFIG_BYTES else b""
+        frames, config_rejection = frames_from_config_object(review.config, body, limits)
         if config_rejection is not None:
             review.rejected.append(config_rejection)
     shards = shard_count(frames, limits.frames_per_shard)
@@ -278,12 +279,15 @@ def judge_batch(
 
 def frames_from_config_object(config: StoredObject, body: bytes, limits: BatchLimits) -> tuple[int, Rejection | None]:
     """batch.yaml's frames (the default when it gives none), or the default and the rejection of the file."""
+    if config.size > MAX_BATCH_CONFIG_BYTES:
+        reason = f"batch.yaml is {config.size} bytes, over the limit of {MAX_BATCH_CONFIG_BYTES}"
+        return limits.default_frames, Rejection(config.key, config.etag, config.size, reason)
     try:
         frames = frames_from_batch_config(body.decode("utf-8"))
     except UnicodeDecodeError:
         return limits.default_frames, Rejection(config.key, config.etag, config.size, "batch.yaml is not UTF-8 text")
     except BatchConfigError as err:
-        return limits.default_frames, Rejection(config.key, config.etag, config.size, f"batch.yaml {err}")
+        return limits.default_frames, Rejection(config.key, config.etag, config.size, f"batch.yaml: {err}")
     return (frames or limits.default_frames), None
 
 
@@ -301,10 +305,12 @@ def why_not_submit(review: BatchReview, shards: int) -> str | None:
 
 
 def run_id_for(batch: str, objects: Sequence[StoredObject]) -> str:
-    """``<batch>-<hash of the sorted (key, ETag) list>``: same content, same run."""
+    """``<batch id>-<hash of the sorted (key, ETag) list>``: same content, same run. The batch id is the batch
+    name when that is an identifier already, else derived from it (``kitchen set 2`` -> ``kitchen-set-2-<hash>``,
+    :func:`contract.id_from_name`); the run's status and manifest keep the name as written."""
     listing = "\n".join(f"{obj.key}\t{obj.etag}" for obj in sorted(objects, key=lambda obj: obj.key))
     digest = hashlib.sha256(listing.encode("utf-8")).hexdigest()[:RUN_HASH_CHARS]
-    return contract.check_id(f"{batch[:MAX_BATCH_IN_RUN_ID]}-{digest}", "run id")
+    return contract.check_id(f"{contract.id_from_name(batch, MAX_BATCH_IN_RUN_ID)}-{digest}", "run id")
 
 
 def batch_job_name(kind: str, run: str) -> str:
@@ -470,7 +476,7 @@ class RenderLauncher:
             )
             return Outcome("waiting", batch=batch, detail=f"newest object is {age:.0f}s old")
         try:
-            contract.check_id(batch, "batch folder name")
+            contract.check_name(batch, "batch folder name")
         except ValueError as err:
             for obj in objects:
                 write_quarantine_reason(

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     batch = args.batch or folder.resolve().name
     try:
-        contract.check_id(batch, "batch name (--batch)")
+        contract.check_name(batch, "batch name (--batch)")
     except ValueError as err:
         print(f"sim2cloud submit: {err}", file=sys.stderr)
         return EXIT_REJECTED

@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         required=True,
-        help="model dir or model.tar.gz (its class names; the predictor unless --endpoint)",
+        help="model dir, its model.onnx, a `sim2cloud train --out` folder or a model.tar.gz (its class names; the "
+        "predictor unless --endpoint)",
     )
     parser.add_argument("--data", type=Path, required=True, help="YOLO dataset dir (data.yaml + images/ + labels/)")
     parser.add_argument("--endpoint", help="evaluate through a running server at this URL (POST <URL>/invocations)")
@@ -27,11 +28,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def endpoint_problem(url: str, timeout_s: float = 5.0) -> str | None:
+    """Why ``url`` cannot be evaluated through (None: its ``GET /ping`` answers 200), checked before any work."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http(s) URL with a host, e.g. http://127.0.0.1:8080"
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + contract.PING_PATH, timeout=timeout_s) as response:  # noqa: S310
+            status = response.status
+    except urllib.error.HTTPError as error:
+        return f"GET {contract.PING_PATH} answered {error.code} (the server is not ready)"
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return f"unreachable ({reason}); is the server running (sim2cloud serve)?"
+    return None if status == 200 else f"GET {contract.PING_PATH} answered {status}"
+
+
 def run(args: argparse.Namespace) -> int:
     from sim2cloud.evaluation.evaluate import endpoint_predictor, model_predictor, run_evaluation
     from sim2cloud.serving.model import opened_model
     from sim2cloud.training.dataset_checks import DatasetError, check_dataset
 
+    if args.endpoint:
+        problem = endpoint_problem(args.endpoint)
+        if problem is not None:
+            raise SystemExit(f"sim2cloud evaluate: --endpoint {args.endpoint}: {problem}")
     try:
         summary = check_dataset(args.data, progress=not args.no_progress)
     except DatasetError as error:

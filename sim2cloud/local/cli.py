@@ -7,12 +7,14 @@ for what). Everything is written under ``--out``; the input meshes are only read
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from sim2cloud.local.runner import DEMO_FRAMES, DEMO_IMGSZ, DEMO_RENDER, DEMO_TRAINING
 
-DEFAULT_MESHES = Path("samples/meshes")
+DEFAULT_MESHES = Path(__file__).resolve().parents[2] / "samples" / "meshes"
+"""The repository's sample meshes, wherever the command is run from."""
 # Defaults (runner.DEMO_*): frames rendered at the training size and a CPU-fitted schedule, all written into
 # the batch's batch.yaml like any user's; --epochs/--imgsz/--batch/--hp change its training: section.
 
@@ -34,9 +36,16 @@ def _positive(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--meshes", type=Path, default=DEFAULT_MESHES, help="<class>/<file> mesh folder (read only)")
+    parser.add_argument(
+        "--meshes",
+        type=Path,
+        default=DEFAULT_MESHES,
+        help="<class>/<file> mesh folder (read only; default: the repository's samples/meshes)",
+    )
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="where everything is written")
-    parser.add_argument("--batch-name", default="demo", help="the batch id: meshes/<batch>/ in the data bucket")
+    parser.add_argument(
+        "--batch-name", default="demo", help="the batch name (spaces allowed): meshes/<batch>/ in the data bucket"
+    )
     parser.add_argument("--frames", type=_positive, default=DEMO_FRAMES, help="frames of the run (batch.yaml frames:)")
     parser.add_argument(
         "--frames-per-shard",
@@ -45,16 +54,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the launcher's SIM2CLOUD_FRAMES_PER_SHARD: shards = ceil(frames / this)",
     )
     parser.add_argument(
-        "--epochs", type=_positive, help=f"training epochs (batch.yaml training: epochs; {DEMO_TRAINING['epochs']})"
+        "--epochs",
+        type=_positive,
+        help=f"training epochs (batch.yaml training: epochs; default {DEMO_TRAINING['epochs']})",
     )
     parser.add_argument(
         "--imgsz",
         type=_positive,
         help=f"training image size, also the render size (batch.yaml training: imgsz, render: width/height; "
-        f"{DEMO_IMGSZ})",
+        f"default {DEMO_IMGSZ})",
     )
     parser.add_argument(
-        "--batch", type=_positive, help=f"training batch size (batch.yaml training: batch; {DEMO_TRAINING['batch']})"
+        "--batch",
+        type=_positive,
+        help=f"training batch size (batch.yaml training: batch; default {DEMO_TRAINING['batch']})",
     )
     parser.add_argument(
         "--set",
@@ -97,8 +110,16 @@ def batch_sections(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from sim2cloud.local.runner import DemoFailed, DemoSettings, run_demo
+    from sim2cloud.batch_config import BatchConfigProblem, parse_batch_config
+    from sim2cloud.local.runner import DemoFailed, DemoSettings, batch_yaml, run_demo
 
+    if not args.meshes.is_dir():
+        hint = " (the sample meshes come with a checkout of the repository)" if args.meshes == DEFAULT_MESHES else ""
+        print(f"sim2cloud demo: --meshes {args.meshes}: no such folder{hint}", file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"sim2cloud demo: --out {args.out}: is a file, not a folder", file=sys.stderr)
+        return 2
     render, training = batch_sections(args)
     settings = DemoSettings(
         meshes=args.meshes,
@@ -110,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         training=training,
         aws_endpoint=args.aws_endpoint,
     )
+    try:  # the launcher's rules on the batch.yaml the flags make, before anything starts
+        parse_batch_config(batch_yaml(settings))
+    except BatchConfigProblem as problem:
+        print(f"sim2cloud demo: batch.yaml from the flags: {problem}", file=sys.stderr)
+        return 2
     try:
         run_demo(settings)
     except DemoFailed as failure:

@@ -98,7 +98,7 @@ DUMMY_CREDENTIALS: Final = {
     "AWS_REGION": REGION,
 }
 _CLEARED_AWS_VARIABLES: Final = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE")
-_BUNDLE_MODULE_ROOTS: Final = ("handler", "shared", "sim2cloud", *(f"{name}_logic" for name in FUNCTIONS))
+_BUNDLE_MODULE_ROOTS: Final = ("handler", "shared", "sim2cloud", "yaml", *(f"{name}_logic" for name in FUNCTIONS))
 
 
 class DemoFailed(RuntimeError):
@@ -290,7 +290,7 @@ def create_resources(work_dir: Path) -> LocalResources:
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
     )
     # The render stack's job definitions: same environment names; the GL backend instead of Isaac Sim, a local
-    # work dir instead of the instance store, and progress bars on (the cloud passes --no-progress for logs).
+    # work dir instead of the instance store.
     common = {
         Env.DATA_BUCKET: LOCAL_BUCKET,
         Env.ENVIRONMENT: LOCAL_ENVIRONMENT,
@@ -539,7 +539,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     out = settings.out.resolve()
     logs = out / "logs"
     with stages.stage("prepare"):
-        contract.check_id(settings.batch_name, "batch name")
+        contract.check_name(settings.batch_name, "batch name")
         files = _mesh_files(settings.meshes)
         _prepare_out(settings, ("work", "logs", "dataset", "training", "model", "evaluation", "summary.json"))
         _say(f"{len(files)} files of {len({c for c, _, _ in files})} classes in {settings.meshes}")
@@ -632,6 +632,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
                 if key.startswith(contract.QUARANTINE_PREFIX):
                     reason = json.loads(s3.get_object(Bucket=resources.bucket, Key=key)["Body"].read())
                     _say(f"rejected {reason.get('key')}: {reason.get('reason')} (s3://{resources.bucket}/{key})")
+            if not submitted and "rejected" in actions:
+                raise RuntimeError("the render launcher rejected the batch (its reasons above); nothing was submitted")
             if len(submitted) != 1:
                 raise RuntimeError(f"expected one submission, got {len(submitted)} (outcomes {actions})")
             result.run = str(submitted[0]["run"])

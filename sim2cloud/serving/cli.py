@@ -14,7 +14,11 @@ from sim2cloud import contract
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, help="model dir or model.tar.gz (default: <base>/model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="model dir, its model.onnx, a `sim2cloud train --out` folder or a model.tar.gz (default: <base>/model)",
+    )
     parser.add_argument("--host", default="0.0.0.0", help="bind address (0.0.0.0 in the container)")  # noqa: S104
     parser.add_argument("--port", type=int, help=f"port (default ${contract.Env.SERVING_PORT} or 8080)")
     parser.add_argument(

@@ -220,17 +220,24 @@ class OnnxDetector:
 def opened_model(path: Path) -> Iterator[Path]:
     """``resolve_model_dir`` for the lifetime of a with-block; an extracted archive is removed afterwards."""
     model_dir = resolve_model_dir(path)
+    extracted = path.is_file() and path.suffix != ".onnx"  # only an archive is unpacked into a temp dir
     owner_pid = os.getpid()
     try:
         yield model_dir
     finally:
         # Server workers forked inside the block leave it too (SystemExit); only the process that extracted cleans up.
-        if model_dir != path and os.getpid() == owner_pid:
+        if extracted and os.getpid() == owner_pid:
             shutil.rmtree(model_dir, ignore_errors=True)
 
 
 def resolve_model_dir(path: Path, extract_root: Path | None = None) -> Path:
-    """A model dir from ``path``: the dir itself, or a model.tar.gz extracted into a fresh temp dir."""
+    """A model dir from ``path``: the dir itself, the ``model/`` dir of a training output folder (``sim2cloud
+    train --out``), the dir of a ``model.onnx`` file, or a model.tar.gz extracted into a fresh temp dir."""
+    if path.is_file() and path.suffix == ".onnx":
+        path = path.parent
+    elif path.is_dir() and not (path / contract.MODEL_ONNX_NAME).exists():
+        training_model_dir = Path(contract.SageMakerPaths(base=str(path)).model_dir)
+        path = training_model_dir if training_model_dir.is_dir() else path
     if path.is_dir():
         missing = [n for n in (contract.MODEL_ONNX_NAME, contract.MODEL_JSON_NAME) if not (path / n).is_file()]
         if missing:
@@ -242,4 +249,9 @@ def resolve_model_dir(path: Path, extract_root: Path | None = None) -> Path:
             archive.extractall(target, filter="data")  # 'data' refuses links and paths escaping the target
         target.chmod(0o755)  # mkdtemp makes it owner-only; workers may run as another (unprivileged) user
         return resolve_model_dir(target)
-    raise FileNotFoundError(f"{path} is neither a model dir nor a {contract.MODEL_ARCHIVE_NAME}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    raise FileNotFoundError(
+        f"{path} is neither a model dir ({contract.MODEL_ONNX_NAME} + {contract.MODEL_JSON_NAME}), "
+        f"a {contract.MODEL_ONNX_NAME} nor a {contract.MODEL_ARCHIVE_NAME}"
+    )

@@ -42,14 +42,24 @@ def lay_out_local_tree(base: Path, dataset: Path, hyperparameters: dict[str, str
 
 
 def run(args: argparse.Namespace) -> int:
+    from sim2cloud.job_log import job_output
     from sim2cloud.training.hyperparameters import HyperparameterError, parse_hyperparameters, parse_key_values
-    from sim2cloud.training.job import paths_from_environment, run_job
+    from sim2cloud.training.job import SCRATCH_PREFIX, paths_from_environment, run_job
 
     environ = dict(os.environ)
     if args.dataset is None and args.out is None:
-        paths = paths_from_environment(environ)
+        # The container's `train` (SageMaker, CloudWatch): JSON lines and progress lines off a terminal.
+        level = environ.get(contract.Env.LOG_LEVEL, "INFO")
+        with job_output("training-job", level=level, scratch_prefix=SCRATCH_PREFIX):
+            return run_job(paths_from_environment(environ), environ, progress=not args.no_progress)
     elif args.dataset is None or args.out is None:
         raise SystemExit("sim2cloud train: --dataset and --out go together (or neither, inside the container)")
+    elif not args.dataset.is_dir():
+        raise SystemExit(
+            f"sim2cloud train: --dataset {args.dataset}: no such folder (a YOLO dataset: data.yaml, images/)"
+        )
+    elif args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"sim2cloud train: --out {args.out}: is a file, not a folder")
     else:
         try:
             hyperparameters = parse_key_values(args.hp)

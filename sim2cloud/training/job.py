@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from sim2cloud import __version__, contract
+from sim2cloud.job_log import scratch_hints_hidden
 from sim2cloud.training import callbacks, devices, instance_defaults, offline
 from sim2cloud.training.curves import CURVES_NAME, write_training_curves
 from sim2cloud.training.dataset_checks import DatasetError, DatasetSummary, check_dataset
@@ -208,7 +209,8 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
     source, pretrained = _model_source(hp, loc.weights)
     loc.checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
-    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch_name:
+    # Ultralytics' "Results saved to <scratch>" would point at a folder deleted when the job ends.
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch_name, scratch_hints_hidden(SCRATCH_PREFIX):
         scratch = Path(scratch_name)
         offline.prepare_offline_ultralytics(scratch / "config")
         from ultralytics import YOLO

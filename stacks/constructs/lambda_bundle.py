@@ -4,11 +4,15 @@ folder that ``lambda_.Code.from_asset`` hashes.
 The bundle holds only what the handlers import: ``lambda/<function>/*.py`` at the root (``handler.handler``),
 ``lambda/shared/*.py`` as package ``shared/`` and ``sim2cloud/__init__.py`` + ``sim2cloud/contract.py`` as
 package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries). boto3 comes from the runtime.
+The render launcher also carries batch.yaml's rules (``sim2cloud/batch_config.py`` and the hyperparameter
+table it checks ``training:`` with) and PyYAML's pure-Python modules from the pinned install (the Lambda
+runtime has no YAML library; the optional C accelerator is platform-specific and left out).
 Copies keep content only (no timestamps or permissions) so the asset hash changes only when code does.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,6 +20,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 SHARED_PACKAGE = "shared"
 CONTRACT_FILES = ("__init__.py", "contract.py")
+FUNCTION_EXTRA_FILES: dict[str, tuple[str, ...]] = {
+    "render_launcher": (
+        "sim2cloud/batch_config.py",
+        "sim2cloud/training/__init__.py",
+        "sim2cloud/training/hyperparameters.py",
+    ),
+}
+"""Repository files (beyond the contract) a function's bundle carries, at the same relative path."""
+FUNCTION_VENDORED_PACKAGES: dict[str, tuple[str, ...]] = {"render_launcher": ("yaml",)}
+"""Installed pure-Python packages a function's bundle carries (their ``*.py`` files only)."""
+
+
+def _installed_package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (pinned in requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _copy_modules(source_dir: Path, target_dir: Path) -> None:
@@ -47,4 +68,9 @@ def build_lambda_bundle(function_name: str, out_root: Path) -> Path:
     contract_target.mkdir()
     for name in CONTRACT_FILES:
         (contract_target / name).write_bytes((REPO_ROOT / "sim2cloud" / name).read_bytes())
+    for relative in FUNCTION_EXTRA_FILES.get(function_name, ()):
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        (staging / relative).write_bytes((REPO_ROOT / relative).read_bytes())
+    for package in FUNCTION_VENDORED_PACKAGES.get(function_name, ()):
+        _copy_modules(_installed_package_dir(package), staging / package)
     return staging

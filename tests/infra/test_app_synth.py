@@ -11,7 +11,12 @@ from aws_cdk import aws_sqs as sqs
 from infra_assembly import Synthesized
 
 from stacks.config import ENVIRONMENTS, load_settings
-from stacks.constructs.lambda_bundle import LAMBDA_ROOT, build_lambda_bundle
+from stacks.constructs.lambda_bundle import (
+    FUNCTION_EXTRA_FILES,
+    FUNCTION_VENDORED_PACKAGES,
+    LAMBDA_ROOT,
+    build_lambda_bundle,
+)
 from stacks.pipeline import build_app
 
 LIFECYCLES = ("Storage", "Monitoring", "Registries", "Render", "Training", "Endpoint", "CiAccess")
@@ -67,13 +72,16 @@ def test_unknown_environment_is_named() -> None:
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_lambda_bundle_holds_handler_shared_and_contract_only(function: str, tmp_path: Path) -> None:
+def test_lambda_bundle_holds_only_what_its_handler_imports(function: str, tmp_path: Path) -> None:
     staged = build_lambda_bundle(function, tmp_path)
     files = {path.relative_to(staged).as_posix() for path in staged.rglob("*") if path.is_file()}
     own = {f"{p.name}" for p in (LAMBDA_ROOT / function).glob("*.py")}
     shared = {f"shared/{p.name}" for p in (LAMBDA_ROOT / "shared").glob("*.py")} | {"shared/__init__.py"}
     assert "handler.py" in files
-    assert files == own | shared | {"sim2cloud/__init__.py", "sim2cloud/contract.py"}
+    extras = set(FUNCTION_EXTRA_FILES.get(function, ()))
+    vendored = {path for path in files if path.split("/")[0] in FUNCTION_VENDORED_PACKAGES.get(function, ())}
+    assert files == own | shared | {"sim2cloud/__init__.py", "sim2cloud/contract.py"} | extras | vendored
+    assert all(path.endswith(".py") for path in vendored)  # pure Python: no platform-specific accelerator
     # Deterministic: a rebuild gives byte-identical files (so the asset hash only moves with the code).
     again = build_lambda_bundle(function, tmp_path / "again")
     for name in files:
@@ -83,3 +91,29 @@ def test_lambda_bundle_holds_handler_shared_and_contract_only(function: str, tmp
 def test_missing_lambda_code_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no_such_function"):
         build_lambda_bundle("no_such_function", tmp_path)
+
+
+def test_render_launcher_bundle_checks_batch_yaml_with_its_own_pure_python_yaml(tmp_path: Path) -> None:
+    """The Lambda runtime has no PyYAML: the bundle's copy (no C accelerator) parses batch.yaml on its own."""
+    import subprocess
+    import sys
+
+    staged = build_lambda_bundle("render_launcher", tmp_path)
+    # boto3 comes from the runtime; everything batch.yaml's rules need must come from the bundle alone.
+    script = (
+        "import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p]; sys.path.insert(0, '.')\n"
+        "from sim2cloud.batch_config import BatchConfigProblem, parse_batch_config\n"
+        "import yaml\n"
+        "assert yaml.__file__.startswith(sys.path[0]) or not yaml.__file__.count('site-packages'), yaml.__file__\n"
+        "assert not yaml.__with_libyaml__\n"
+        "print(parse_batch_config('frames: 12\\ntraining: {epochs: 3}\\n')['frames'])\n"
+        "try:\n    parse_batch_config('training: {epoch: 3}\\n')\n"
+        "except BatchConfigProblem as err:\n    print(err)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], cwd=staged, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    frames, refusal = result.stdout.splitlines()
+    assert frames == "12"
+    assert "unknown hyperparameter 'epoch'" in refusal

@@ -248,3 +248,43 @@ def test_isaac_backend_without_isaac_sim_fails_with_the_reason(
     assert cloud.main(["shard", "--no-progress"]) == 1
     assert "needs NVIDIA Isaac Sim" in caplog.text
     assert snapshot(s3, aws_env[Env.DATA_BUCKET], contract.RENDERS_PREFIX) == {}
+
+
+def _log_lines(text: str) -> list[dict[str, Any]]:
+    assert "\r" not in text
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_off_a_terminal_the_shard_job_logs_json_lines_with_progress(
+    aws_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CloudWatch gets JSON lines of the Lambdas' shape (progress on, as Batch runs it), never a redrawn bar."""
+    s3 = boto3.client("s3")
+    upload_batch(s3, aws_env[Env.DATA_BUCKET], tmp_path)
+    monkeypatch.setenv(Env.RUN_ID, "run-json")
+    monkeypatch.setenv(Env.ARRAY_INDEX, "0")
+    assert cloud.main(["shard"]) == 0
+    captured = capsys.readouterr()
+    lines = _log_lines(captured.out) + _log_lines(captured.err)
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    assert {line["logger"] for line in lines} >= {"shard-job", "isaac_jobs.cloud"}
+    assert any(line["message"].startswith("render shard-0000: 100%") for line in lines)  # the bar's last line
+
+
+def test_a_training_typo_in_batch_yaml_fails_the_render_job_in_one_line(
+    aws_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3")
+    bucket = aws_env[Env.DATA_BUCKET]
+    upload_batch(s3, bucket, tmp_path)
+    s3.put_object(Bucket=bucket, Key=contract.batch_config_key(BATCH), Body=b"training: {epoch: 3}\n")
+    monkeypatch.setenv(Env.RUN_ID, "run-typo")
+    monkeypatch.setenv(Env.ARRAY_INDEX, "0")
+    try:
+        assert cloud.main(["shard", "--no-progress"]) == 1
+    finally:
+        s3.delete_object(Bucket=bucket, Key=contract.batch_config_key(BATCH))
+    lines = _log_lines(capsys.readouterr().out)
+    errors = [line for line in lines if line["level"] == "ERROR"]
+    assert len(errors) == 1 and "unknown hyperparameter 'epoch'" in errors[0]["message"]
+    assert not any("Traceback" in line["message"] for line in lines)

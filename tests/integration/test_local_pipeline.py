@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MESHES = REPO_ROOT / "samples" / "meshes"
-BATCH = "pipeline-test"
+BATCH = "pipeline test 2"
+"""A batch name as users write them (spaces), like the class folder 'coffee mug' below."""
 FRAMES = 24
 DEMO_TRAINING_WRITTEN = {**runner.DEMO_TRAINING, "epochs": 1, "imgsz": 64, "batch": 8, "patience": 5}
 """batch.yaml's training: section of the demo below: the demo's schedule, --epochs/--imgsz/--batch and --hp."""
@@ -35,13 +37,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from moto.server import ThreadedMotoServer
 
     out = tmp_path_factory.mktemp("demo")
+    meshes = tmp_path_factory.mktemp("meshes") / "kitchen"
+    shutil.copytree(MESHES, meshes)
+    (meshes / "mug").rename(meshes / "coffee mug")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     argv = [
         "demo",
-        "--meshes", str(MESHES),
+        "--meshes", str(meshes),
         "--out", str(out),
         "--batch-name", BATCH,
         "--frames", str(FRAMES),
@@ -60,7 +65,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         summary = json.loads((out / "summary.json").read_text())
         # Read moto's state with the demo's (dummy) credentials while the server still runs.
         with runner.patched_environ({"AWS_ENDPOINT_URL": endpoint, **runner.DUMMY_CREDENTIALS}):
-            yield {"status": status, "out": out, "summary": summary, "clients": Clients()}
+            yield {"status": status, "out": out, "summary": summary, "clients": Clients(), "meshes": meshes}
     finally:
         server.stop()
 
@@ -117,7 +122,8 @@ def test_every_shard_is_complete_and_the_dataset_manifest_is_there(demo: dict[st
         marker = json.loads(clients.body(contract.shard_marker_key(run, shard)))
         assert marker["uploaded_files"]
     manifest = json.loads(clients.body(contract.dataset_manifest_key(run)))
-    assert manifest["class_names"] == sorted(p.name for p in MESHES.iterdir() if p.is_dir())
+    assert manifest["class_names"] == sorted(p.name for p in demo["meshes"].iterdir() if p.is_dir())
+    assert "coffee mug" in manifest["class_names"]
     assert sum(manifest["counts"][split]["images"] for split in contract.SPLITS) == FRAMES
     assert manifest["run"] == run
     # batch.yaml's training: section: the demo's schedule, its flags and --hp.
@@ -199,8 +205,42 @@ def test_the_gate_registered_a_package_with_metrics_and_a_verdict(demo: dict[str
 
 def test_the_uploaded_meshes_are_unchanged(demo: dict[str, Any]) -> None:
     clients = demo["clients"]
-    local = {f"{p.parent.name}/{p.name}": p.read_bytes() for p in MESHES.glob("*/*") if p.is_file()}
+    meshes = demo["meshes"]
+    local = {f"{p.parent.name}/{p.name}": p.read_bytes() for p in meshes.glob("*/*") if p.is_file()}
     prefix = contract.mesh_batch_prefix(BATCH)
     stored = {key[len(prefix) :]: clients.body(key) for key in clients.keys(prefix) if not key.endswith("batch.yaml")}
     assert stored == local
-    assert all(p.is_file() for p in MESHES.glob("*/*"))
+    assert all(p.is_file() for p in meshes.glob("*/*"))
+
+
+def test_names_with_spaces_reach_the_model_and_the_endpoints_answers(demo: dict[str, Any]) -> None:
+    """Batch 'pipeline test 2' and class 'coffee mug' as written; AWS identifiers derived from them."""
+    summary, out = demo["summary"], demo["out"]
+    run = summary["run"]
+    assert contract.check_id(run) == run and run.startswith("pipeline-test-2-")
+    status = json.loads(demo["clients"].body(contract.run_status_key(run)))
+    assert status["batch"] == BATCH
+    with tarfile.open(out / "model" / contract.MODEL_ARCHIVE_NAME) as archive:
+        member = archive.extractfile(contract.MODEL_JSON_NAME)
+        assert member is not None
+        assert "coffee mug" in json.loads(member.read())["class_names"]
+    evaluation = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    assert "coffee mug" in evaluation["per_class"]  # the endpoint's detections carry the name as written
+
+
+def test_job_logs_are_json_lines_without_carriage_returns(demo: dict[str, Any]) -> None:
+    """The render, finalize and training jobs' stdout (what CloudWatch would get): JSON lines of the Lambdas'
+    shape, metric lines as SageMaker's metric definitions read them, no redrawn bars."""
+    logs = sorted((demo["out"] / "logs").glob("sim2cloud-*.log"))
+    assert len(logs) >= 3  # render shards, finalize, training
+    for log in logs:
+        text = log.read_text()
+        assert "\r" not in text, log
+        assert "/sim2cloud-train-" not in text, log  # no hint at the training job's deleted scratch folders
+        lines = [line for line in text.splitlines() if line.strip() and not line.startswith("$ ")]
+        assert lines, log
+        for line in lines:
+            if line.startswith(contract.METRIC_LINE_PREFIX):
+                continue
+            entry = json.loads(line)
+            assert {"time", "level", "logger", "message"} <= set(entry), line

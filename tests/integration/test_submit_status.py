@@ -95,13 +95,14 @@ def test_a_batch_the_launcher_would_refuse_is_not_uploaded(
     folder = _batch(tmp_path, "refused")
     (folder / "mug" / "empty.obj").write_bytes(b"")
     (folder / "mug" / "notes.txt").write_text("not a mesh")
-    (folder / contract.BATCH_CONFIG_NAME).write_text("frames: '8'\n")
+    (folder / contract.BATCH_CONFIG_NAME).write_text("frames: '8'\ntraining: {epoch: 3}\n")
     code, output = _cli(capsys, "submit", str(folder), "--env", "local", "--aws-endpoint", local["endpoint"])
     assert code == 2
     assert "nothing was uploaded" in output
     assert re.search(r"empty\.obj: file is empty", output)
     assert re.search(r"notes\.txt: extension '\.txt' is not supported", output)
-    assert re.search(r"batch\.yaml: batch\.yaml frames: .*not an unquoted positive integer", output)
+    assert re.search(r"batch\.yaml: batch\.yaml: frames must be a positive integer, not '8'", output)
+    assert "unknown hyperparameter 'epoch'" in output  # the training job's own table, before any upload
     listed = local["s3"].list_objects_v2(Bucket=local["resources"].bucket, Prefix=contract.mesh_batch_prefix("refused"))
     assert "Contents" not in listed
 
@@ -221,3 +222,24 @@ def test_a_deployed_environment_is_found_from_its_stack_outputs(
     assert "over the limit of 100 bytes (SIM2CLOUD_MAX_MESH_BYTES)" in output
     code, output = _cli(capsys, "status", "--env", "nowhere", "--aws-endpoint", local["endpoint"])
     assert code == 1 and "Sim2Cloud-nowhere-Storage" in output
+
+
+def test_a_batch_named_as_users_write_it_is_submitted_and_followed(
+    local: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Folder 'kitchen set 2' with class 'coffee mug': uploaded under those names, run id derived from them."""
+    s3, bucket = local["s3"], local["resources"].bucket
+    folder = _batch(tmp_path, "kitchen set 2")
+    (folder / "mug").rename(folder / "coffee mug")
+    before = runner.bucket_snapshot(s3, bucket)
+    code, output = _cli(capsys, "submit", str(folder), "--env", "local", "--aws-endpoint", local["endpoint"])
+    assert code == 0, output
+    (run,) = re.findall(r"^run (\S+)$", output, re.MULTILINE)
+    assert run.startswith("kitchen-set-2-") and contract.check_id(run) == run
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="meshes/kitchen set 2/")["Contents"]]
+    assert any(key.startswith("meshes/kitchen set 2/coffee mug/") for key in keys)
+    (outcome,) = _deliver_new_objects(local, before, "render_launcher")
+    assert outcome["action"] == "submitted" and outcome["run"] == run
+    code, output = _cli(capsys, "status", run, "--env", "local", "--aws-endpoint", local["endpoint"])
+    assert code == 0, output
+    assert f"run {run} (batch kitchen set 2)" in output

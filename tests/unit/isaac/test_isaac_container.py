@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -67,5 +68,7 @@ def test_entrypoint_runs_the_cloud_module_in_the_given_mode() -> None:
     # With no job settings the cloud module itself answers: proof the mode and arguments reached it.
     done = run_entrypoint("finalize", "--no-progress", env={"ACCEPT_EULA": "Y"})
     assert done.returncode == 2
-    assert "finalize job settings" in done.stderr
-    assert "SIM2CLOUD_DATA_BUCKET is not set" in done.stderr
+    (line,) = [json.loads(text) for text in done.stdout.splitlines()]  # off a terminal: one JSON log line
+    assert line["level"] == "ERROR"
+    assert "finalize job settings" in line["message"]
+    assert "SIM2CLOUD_DATA_BUCKET is not set" in line["message"]

@@ -155,7 +155,7 @@ def test_duplicate_and_redelivered_events_submit_once(s3: Any, batch: Any, launc
 
 def test_batch_file_submits_at_once_and_delayed_events_do_not_resubmit(s3: Any, batch: Any, launcher: Any) -> None:
     mesh_event = put(s3, "meshes/b2/mug/mug.ply", MESH)
-    config_event = put(s3, "meshes/b2/batch.yaml", b"# render settings\nframes: 9  # total\nclasses: [mug]\n")
+    config_event = put(s3, "meshes/b2/batch.yaml", b"# render settings\nframes: 9  # total\nclasses: {mug: mug}\n")
 
     # Within the quiet period, the delayed event of the mesh waits: more files may come.
     waiting = launcher(sqs_event(mesh_event), quiet=3600)
@@ -274,7 +274,41 @@ def test_invalid_batch_file_stops_the_batch_with_a_reason(s3: Any, batch: Any, l
     assert result["outcomes"][0]["action"] == "rejected"
     assert submitted_jobs(batch) == []
     reason = quarantine_reason(s3, "meshes/cfg/batch.yaml")["reason"]
-    assert "frames: 'lots' is not an unquoted positive integer" in reason
+    assert reason == "batch.yaml: frames must be a positive integer, not 'lots'"
+
+
+def test_an_oversized_batch_file_is_refused_unread(s3: Any, batch: Any, launcher: Any) -> None:
+    put(s3, "meshes/big/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/big/batch.yaml", b"# padding\n" * 110_000), max_bytes=10_000_000)
+    assert result["outcomes"][0]["action"] == "rejected"
+    assert "over the limit of 1048576" in quarantine_reason(s3, "meshes/big/batch.yaml")["reason"]
+    assert submitted_jobs(batch) == []
+
+
+def test_a_batch_file_over_the_file_limit_stops_the_batch_and_an_empty_one_is_all_defaults(
+    s3: Any, batch: Any, launcher: Any
+) -> None:
+    put(s3, "meshes/huge/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/huge/batch.yaml", b"frames: 4\n" + b"#" * 2000), max_bytes=1000)
+    assert result["outcomes"][0]["action"] == "rejected"  # its settings are unknown: nothing is rendered
+    assert "over the limit of 1000 bytes" in quarantine_reason(s3, "meshes/huge/batch.yaml")["reason"]
+    put(s3, "meshes/plain/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/plain/batch.yaml", b""))
+    assert result["outcomes"][0]["action"] == "submitted"
+
+
+def test_training_typo_in_batch_file_is_quarantined_before_any_job(s3: Any, batch: Any, launcher: Any) -> None:
+    """`--hp epoch=3` (or a wrong type) fails in the launcher with the training job's own message: no GPU hour."""
+    put(s3, "meshes/typo/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/typo/batch.yaml", b"frames: 8\ntraining: {epoch: 3, imgsz: big}\nrender_:\n"))
+    assert result["outcomes"][0]["action"] == "rejected"
+    assert submitted_jobs(batch) == []
+    record = quarantine_reason(s3, "meshes/typo/batch.yaml")
+    assert record["rejected_by"] == "render-launcher"
+    assert "unknown key 'render_'" in record["reason"]
+    assert "unknown hyperparameter 'epoch'" in record["reason"]
+    assert "hyperparameter imgsz='big'" in record["reason"]
+    assert "batch.yaml is invalid" in status_of(s3, result["outcomes"][0]["run"])["reason"]
 
 
 KEYS_THAT_NEED_CARE = [
@@ -306,14 +340,50 @@ def test_every_delivery_path_finds_the_stored_object(s3: Any, batch: Any, launch
     assert status_of(s3, outcome["run"])["meshes"] == [key]
 
 
-def test_batch_file_delivered_by_eventbridge_keeps_a_colon_in_the_batch_name(
-    s3: Any, batch: Any, launcher: Any
-) -> None:
-    put(s3, "meshes/b:1/mug/mug.obj", MESH)
-    result = launcher(put(s3, "meshes/b:1/batch.yaml", b"frames: 4\n"))
-    # ':' is not allowed in a batch id (it names folders and jobs): every file gets that reason.
+@pytest.mark.parametrize("shape", ["eventbridge", "sqs+s3-notification"])
+def test_names_as_users_write_them_reach_the_render_job(s3: Any, batch: Any, launcher: Any, shape: str) -> None:
+    """`kitchen set 2` / `coffee mug`: the job gets the names as written; AWS gets a derived id (job name, run)."""
+    mesh_key = "meshes/kitchen set 2/coffee mug/mug 1.obj"
+    put(s3, mesh_key, MESH)
+    config_key = "meshes/kitchen set 2/batch.yaml"
+    response = s3.put_object(Bucket=BUCKET, Key=config_key, Body=b"frames: 4\nclasses: {coffee mug: coffee mug}\n")
+    etag = response["ETag"].strip('"')
+    size = len(b"frames: 4\nclasses: {coffee mug: coffee mug}\n")
+    if shape == "eventbridge":
+        event = eventbridge_object_created(BUCKET, config_key, size=size, etag=etag)
+    else:
+        event = sqs_event(s3_notification(BUCKET, config_key, size=size, etag=etag))
+        assert "kitchen+set+2" in json.dumps(event)  # the key really arrives form-encoded
+    (outcome,) = launcher(event)["outcomes"]
+    assert outcome["action"] == "submitted", outcome
+    assert outcome["batch"] == "kitchen set 2"
+    run = outcome["run"]
+    assert contract.check_id(run) == run and run.startswith("kitchen-set-2-")
+    assert status_of(s3, run)["batch"] == "kitchen set 2"
+    assert status_of(s3, run)["meshes"] == [mesh_key]
+    render = next(job for job in submitted_jobs(batch) if "render" in job["jobName"])
+    assert environment_of(render)[Env.BATCH_ID] == "kitchen set 2"
+    assert environment_of(render)[Env.RUN_ID] == run
+    assert " " not in render["jobName"]
+
+
+def test_names_that_cannot_be_carried_are_refused_with_the_reason(s3: Any, batch: Any, launcher: Any) -> None:
+    put(s3, "meshes/names/coffee mug/mug.obj", MESH)
+    put(s3, "meshes/names/bad\tclass/mug.obj", MESH)
+    put(s3, f"meshes/names/{'x' * 129}/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/names/batch.yaml", b"frames: 4\n"))
+    assert result["outcomes"][0]["action"] == "submitted"
+    assert "holds a control character ('\\t')" in quarantine_reason(s3, "meshes/names/bad\tclass/mug.obj")["reason"]
+    assert "over the limit of 128" in quarantine_reason(s3, f"meshes/names/{'x' * 129}/mug.obj")["reason"]
+    assert status_of(s3, result["outcomes"][0]["run"])["meshes"] == ["meshes/names/coffee mug/mug.obj"]
+
+
+def test_a_batch_name_that_cannot_be_carried_quarantines_every_file(s3: Any, batch: Any, launcher: Any) -> None:
+    put(s3, "meshes/ kitchen/mug/mug.obj", MESH)
+    result = launcher(put(s3, "meshes/ kitchen/batch.yaml", b"frames: 4\n"))
     assert result["outcomes"][0]["action"] == "rejected"
-    assert "invalid batch folder name 'b:1'" in quarantine_reason(s3, "meshes/b:1/mug/mug.obj")["reason"]
+    reason = quarantine_reason(s3, "meshes/ kitchen/mug/mug.obj")["reason"]
+    assert reason == "invalid batch folder name ' kitchen': it starts or ends with a space"
     assert submitted_jobs(batch) == []
 
 
@@ -403,15 +473,17 @@ def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch, load_handle
     assert f"{Env.FRAMES_PER_SHARD}='zero' is not an integer" in str(err.value)
 
 
-def test_frames_line_parsing(load_handler: Any) -> None:
+def test_frames_from_batch_config(load_handler: Any) -> None:
     logic = load_handler("render_launcher").logic
-    assert logic.frames_from_batch_config("classes: [a]\nframes: 120\n") == 120
+    assert logic.frames_from_batch_config("classes: {a: b}\nframes: 120\n") == 120
     assert logic.frames_from_batch_config("frames: 64 # a comment\n") == 64
-    assert logic.frames_from_batch_config("render:\n  frames: 5\n") is None  # nested, not top-level
-    with pytest.raises(logic.BatchConfigError, match="at least 1"):
+    assert logic.frames_from_batch_config("render:\n  width: 5\n") is None
+    with pytest.raises(logic.BatchConfigError, match="frames must be a positive integer, not 0"):
         logic.frames_from_batch_config("frames: 0\n")
-    with pytest.raises(logic.BatchConfigError, match="unquoted"):
+    with pytest.raises(logic.BatchConfigError, match="frames must be a positive integer, not '64'"):
         logic.frames_from_batch_config("frames: '64'\n")
+    with pytest.raises(logic.BatchConfigError, match="not under render"):
+        logic.frames_from_batch_config("render:\n  frames: 5\n")
 
 
 @pytest.mark.parametrize(
@@ -422,11 +494,24 @@ def test_frames_line_parsing(load_handler: Any) -> None:
         "render:\n  width: 320\n",
         "frames: '64'\n",
         "frames: -3\n",
+        "training: {epoch: 3}\n",
+        "training: {epochs: three}\n",
+        "training: {imgsz: 100}\n",
+        "training: {epochs: 3, imgsz: 96}\nframes: 12\n",
+        "colour: red\n",
+        "classes: {cups: coffee mug}\n",
+        "classes: {cups: 'a/b'}\n",
+        "scale: -1\n",
+        "up_axis: x\n",
+        "usd_labels: maybe\n",
+        "render: {frames: 5}\n",
+        "frames: [1\n",
+        "- a list\n",
     ],
 )
 def test_launcher_and_render_job_read_the_same_frames(load_handler: Any, tmp_path: Path, text: str) -> None:
     """The launcher sizes the Batch job from batch.yaml; the render job renders what batch.yaml says. They agree
-    on every file: the same frame count, or both refuse it."""
+    on every file: the same frame count, or both refuse it (one rule set: keys, types, training: section)."""
     from isaac_jobs.batch import BatchConfigError, discover_batch
 
     logic = load_handler("render_launcher").logic
@@ -518,7 +603,9 @@ def test_a_long_batch_name_is_cut_to_100_characters_in_the_run_id(load_handler: 
     logic = load_handler("render_launcher").logic
     name = "b" * 120
     run = logic.run_id_for(name, [])
-    assert run.startswith("b" * 100 + "-") and len(run) == 100 + 1 + logic.RUN_HASH_CHARS
+    # Cut to 100 characters with the name's own hash (names sharing their first 100 characters stay apart).
+    assert run.startswith("b" * 91 + "-") and len(run) == 100 + 1 + logic.RUN_HASH_CHARS
+    assert run != logic.run_id_for("b" * 121, [])
 
 
 def test_a_folder_placeholder_does_not_hide_the_files_listed_after_it(s3: Any, batch: Any, launcher: Any) -> None:

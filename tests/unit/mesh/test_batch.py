@@ -54,7 +54,7 @@ def test_batch_yaml_overrides(sample_batch: Path, tmp_path: Path) -> None:
     [
         ("colour: red\n", "unknown key 'colour'"),
         ("up_axis: x\n", "up_axis"),
-        ("classes:\n  mug: 'bad name!'\n", "classes['mug']"),
+        ("classes:\n  mug: 'cups/mug'\n", "classes['mug']: invalid class name 'cups/mug': it holds a path separator"),
         ("triangle_budget: lots\n", "triangle_budget"),
         ("[unclosed\n", "not valid yaml"),
         ("frames: 0\n", "frames must be a positive integer"),

@@ -101,3 +101,49 @@ def test_isaac_backend_without_isaac_sim_fails_clearly(batch: Path, tmp_path: Pa
     assert code == 1
     assert "needs NVIDIA Isaac Sim" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_render_into_a_non_empty_dataset_refuses_unless_force(batch: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "dataset"
+    assert main(["render", "--meshes", str(batch), "--out", str(out), "--frames", "2", *SMALL]) == 0
+    first = (out / contract.DATASET_MANIFEST_NAME).read_bytes()
+    capsys.readouterr()
+    assert main(["render", "--meshes", str(batch), "--out", str(out), "--frames", "3", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"sim2cloud render: --out {out}: is not empty; pass --force to replace the dataset in it, or choose another "
+        "folder"
+    ]
+    assert (out / contract.DATASET_MANIFEST_NAME).read_bytes() == first  # untouched
+    assert main(["render", "--meshes", str(batch), "--out", str(out), "--frames", "3", "--force", *SMALL]) == 0
+    assert json.loads((out / contract.DATASET_MANIFEST_NAME).read_text())["totals"]["images"] == 3
+
+
+def test_class_names_with_spaces_reach_data_yaml(tmp_path: Path) -> None:
+    import yaml
+
+    root = tmp_path / "kitchen set 2"
+    (root / "coffee mug").mkdir(parents=True)
+    (root / "lights").mkdir()
+    trimesh.creation.cylinder(radius=0.05, height=0.1).export(root / "coffee mug" / "mug 1.stl")
+    trimesh.creation.box(extents=(0.1, 0.1, 0.3)).export(root / "lights" / "signal.stl")
+    (root / contract.BATCH_CONFIG_NAME).write_text("classes:\n  lights: traffic light\n")
+    out = tmp_path / "data set"
+    assert main(["render", "--meshes", str(root), "--out", str(out), "--frames", "2", *SMALL]) == 0
+    data = yaml.safe_load((out / contract.DATA_YAML_NAME).read_text())
+    assert data["names"] == {0: "coffee mug", 1: "traffic light"}
+    assert json.loads((out / contract.DATASET_MANIFEST_NAME).read_text())["class_names"] == [
+        "coffee mug",
+        "traffic light",
+    ]
+
+
+def test_a_class_whose_only_mesh_fails_is_dropped_with_one_warning(batch: Path, tmp_path: Path, capsys) -> None:
+    (batch / "ghost").mkdir()
+    (batch / "ghost" / "ghost.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\n")  # truncated
+    out = tmp_path / "dataset"
+    assert main(["render", "--meshes", str(batch), "--out", str(out), "--frames", "2", *SMALL]) == 0
+    err = capsys.readouterr().err
+    assert err.count("ghost.ply") == 1  # each error printed once
+    assert "class 'ghost' dropped: none of its meshes could be used" in err
+    assert json.loads((out / contract.DATASET_MANIFEST_NAME).read_text())["class_names"] == ["ball", "crate"]
