@@ -442,6 +442,43 @@ def test_evaluation_on_model_file_and_endpoint_agree(server: Server, trained: Tr
         assert endpoint_result["per_class"][name]["AP50-95"] == pytest.approx(per_class["AP50-95"], abs=1e-6)
 
 
+@pytest.mark.parametrize("model_file", [contract.MODEL_ONNX_NAME, contract.MODEL_PT_NAME])
+def test_evaluate_agrees_with_ultralytics_val_on_the_same_model_file(
+    trained: TrainedRun, tmp_path: Path, model_file: str
+) -> None:
+    """The project's one mAP: `sim2cloud evaluate` (model.onnx, the served model) and Ultralytics' val on the same
+    file and val split within 0.005, per class too; model.json's gate metrics are that same number."""
+    model_dir = Path(trained.paths.model_dir)
+    completed = subprocess.run(
+        [*SIM2CLOUD, "evaluate", "--model", str(model_dir), "--data", str(trained.dataset), "--out", str(tmp_path),
+         "--no-progress"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    ours = json.loads((tmp_path / "evaluation.json").read_text())
+    data_yaml = tmp_path / "data.yaml"  # absolute path: Ultralytics resolves a relative one under its datasets dir
+    data_yaml.write_text(
+        json.dumps({"path": str(trained.dataset), "train": "images/train", "val": "images/val",
+                    "names": dict(enumerate(["square", "disc", "triangle"]))})
+    )  # fmt: skip
+    child = Path(__file__).with_name("ultralytics_child.py")
+    completed = subprocess.run(
+        [sys.executable, str(child), "val", str(model_dir / model_file), str(data_yaml), str(IMGSZ)],
+        capture_output=True, text=True, env=_env(YOLO_CONFIG_DIR=str(tmp_path / "yolo-config")), cwd=tmp_path,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    theirs = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert ours["mAP50"] == pytest.approx(theirs["mAP50"], abs=0.005)
+    assert ours["mAP50-95"] == pytest.approx(theirs["mAP50-95"], abs=0.005)
+    for name, ap50 in theirs["per_class"].items():
+        assert ours["per_class"][name]["AP50"] == pytest.approx(ap50, abs=0.005)
+    card = json.loads((model_dir / contract.MODEL_JSON_NAME).read_text())
+    assert card["metrics"]["mAP50"] == pytest.approx(ours["mAP50"], abs=1e-9)
+    assert card["metrics_source"]["model_file"] == contract.MODEL_ONNX_NAME
+    assert card["metrics_source"]["split"] == contract.VAL_SPLIT
+
+
 NETWORK_GUARD = """
 import socket, sys
 attempts = []
