@@ -479,6 +479,26 @@ def test_evaluate_agrees_with_ultralytics_val_on_the_same_model_file(
     assert card["metrics_source"]["split"] == contract.VAL_SPLIT
 
 
+def test_fine_tuning_from_a_weights_file(trained: TrainedRun, tmp_path: Path) -> None:
+    """`train --weights FILE` starts from those weights (here the module's trained model.pt, standing in for a
+    COCO-pretrained yolov8n.pt): the job loads them from the weights channel, downloads nothing, and records
+    the file as the model it started from."""
+    weights = tmp_path / "start.pt"
+    shutil.copy(Path(trained.paths.model_dir) / contract.MODEL_PT_NAME, weights)
+    out = tmp_path / "tuned"
+    command = _train_command(trained.dataset, out)
+    command[command.index(f"epochs={EPOCHS}")] = "epochs=1"
+    completed = subprocess.run(
+        [*command, "--weights", str(weights)],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    card = json.loads((out / "model" / contract.MODEL_JSON_NAME).read_text())
+    assert card["hyperparameters"]["model"] == "start.pt"
+    assert card["class_names"] == ["square", "disc", "triangle"]
+    assert weights.read_bytes() == (Path(trained.paths.model_dir) / contract.MODEL_PT_NAME).read_bytes()
+
+
 NETWORK_GUARD = """
 import socket, sys
 attempts = []
