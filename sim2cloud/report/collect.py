@@ -20,6 +20,8 @@ from typing import Any
 from sim2cloud import contract
 from sim2cloud.report.render import data_uri
 
+PLOT_AND_EVALUATION_SUFFIXES = (".png", ".jpg", ".json")
+"""What of the training job's output data a report may use."""
 ULTRALYTICS_PLOTS: tuple[tuple[str, str], ...] = (
     ("confusion_matrix_normalized.png", "confusion matrix (normalized)"),
     ("confusion_matrix.png", "confusion matrix (counts)"),

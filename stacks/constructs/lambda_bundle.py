@@ -3,7 +3,8 @@ folder that ``lambda_.Code.from_asset`` hashes.
 
 The bundle holds only what the handlers import: ``lambda/<function>/*.py`` at the root (``handler.handler``),
 ``lambda/shared/*.py`` as package ``shared/`` and ``sim2cloud/__init__.py`` + ``sim2cloud/contract.py`` as
-package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries). boto3 comes from the runtime.
+package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries), plus the few stdlib-only
+modules a function names in EXTRA_SIM2CLOUD_FILES. boto3 comes from the runtime.
 Copies keep content only (no timestamps or permissions) so the asset hash changes only when code does.
 """
 
@@ -16,6 +17,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 SHARED_PACKAGE = "shared"
 CONTRACT_FILES = ("__init__.py", "contract.py")
+EXTRA_SIM2CLOUD_FILES: dict[str, tuple[str, ...]] = {
+    # The gate assembles runs/<run>/report.html after its decision: the report and the price table (stdlib).
+    "model_gate": ("pricing.py", "report/__init__.py", "report/collect.py", "report/render.py", "report/stored.py"),
+}
+"""Further stdlib-only sim2cloud modules a function's bundle carries, by function."""
 
 
 def _copy_modules(source_dir: Path, target_dir: Path) -> None:
@@ -45,6 +51,7 @@ def build_lambda_bundle(function_name: str, out_root: Path) -> Path:
         (staging / SHARED_PACKAGE / "__init__.py").touch()
     contract_target = staging / "sim2cloud"
     contract_target.mkdir()
-    for name in CONTRACT_FILES:
+    for name in (*CONTRACT_FILES, *EXTRA_SIM2CLOUD_FILES.get(function_name, ())):
+        (contract_target / name).parent.mkdir(parents=True, exist_ok=True)
         (contract_target / name).write_bytes((REPO_ROOT / "sim2cloud" / name).read_bytes())
     return staging
