@@ -51,6 +51,9 @@ SAGEMAKER_HOSTING_HOURLY: Mapping[str, Price] = {
 INTERFACE_ENDPOINT_AZ_HOURLY = Price(0.01, "endpoint-AZ-hour", PRIVATELINK_URL)
 KMS_KEY_MONTHLY = Price(1.0, "month", KMS_URL)
 DASHBOARD_MONTHLY = Price(3.0, "month", CLOUDWATCH_URL)
+"""Per dashboard beyond the free tier's three per account."""
+ALARM_MONTHLY = Price(0.10, "month", CLOUDWATCH_URL)
+"""Per standard-resolution metric alarm beyond the free tier's ten per account."""
 
 
 class UnknownPrice(KeyError):
@@ -120,13 +123,47 @@ class StandingResources:
     availability_zones: int
     kms_keys: int
     dashboards: int
+    alarms: int
     endpoint_instance_type: str
     endpoint_min_instances: int
 
 
+def standing_resources(templates: Mapping[str, Mapping[str, Any]], serving: bool) -> StandingResources:
+    """What stays on, counted in an environment's synthesized CloudFormation templates (lifecycle -> template):
+    interface endpoints and their subnets (one per AZ), KMS keys, dashboards, alarms, and the endpoint's
+    variant type and autoscaling minimum. Without ``serving``, resources that exist only with an approved
+    model package (those with a CloudFormation ``Condition``: the endpoint and its key and alarms) are left
+    out."""
+    resources = [
+        r
+        for template in templates.values()
+        for r in template.get("Resources", {}).values()
+        if serving or "Condition" not in r
+    ]
+
+    def of_type(cfn_type: str) -> list[Mapping[str, Any]]:
+        return [r.get("Properties", {}) for r in resources if r.get("Type") == cfn_type]
+
+    interfaces = [e for e in of_type("AWS::EC2::VPCEndpoint") if e.get("VpcEndpointType") == "Interface"]
+    variants = [v for c in of_type("AWS::SageMaker::EndpointConfig") for v in c.get("ProductionVariants", [])]
+    minimums = [int(t.get("MinCapacity", 0)) for t in of_type("AWS::ApplicationAutoScaling::ScalableTarget")]
+    return StandingResources(
+        interface_endpoints=len(interfaces),
+        availability_zones=max((len(e.get("SubnetIds", [])) for e in interfaces), default=0),
+        kms_keys=len(of_type("AWS::KMS::Key")),
+        dashboards=len(of_type("AWS::CloudWatch::Dashboard")),
+        alarms=len(of_type("AWS::CloudWatch::Alarm")),
+        endpoint_instance_type=str(variants[0]["InstanceType"]) if variants else "",
+        endpoint_min_instances=max(minimums, default=0) if variants else 0,
+    )
+
+
 def standing_monthly_cost(resources: StandingResources) -> dict[str, float]:
-    """Monthly USD per always-on item at list price (the endpoint only once a model package is approved)."""
-    endpoint_hourly = _hourly(SAGEMAKER_HOSTING_HOURLY, resources.endpoint_instance_type).usd
+    """Monthly USD per always-on item at list price, no free tier counted (the endpoint's instances exist only
+    once a model package is approved: the endpoint stack holds none before)."""
+    endpoint_hourly = (
+        _hourly(SAGEMAKER_HOSTING_HOURLY, resources.endpoint_instance_type).usd if resources.endpoint_min_instances else 0.0
+    )
     costs = {
         "VPC interface endpoints": resources.interface_endpoints
         * resources.availability_zones
@@ -134,6 +171,7 @@ def standing_monthly_cost(resources: StandingResources) -> dict[str, float]:
         * HOURS_PER_MONTH,
         "KMS keys": resources.kms_keys * KMS_KEY_MONTHLY.usd,
         "CloudWatch dashboard": resources.dashboards * DASHBOARD_MONTHLY.usd,
+        "CloudWatch alarms": resources.alarms * ALARM_MONTHLY.usd,
         "endpoint minimum instances": resources.endpoint_min_instances * endpoint_hourly * HOURS_PER_MONTH,
     }
     return {name: round(value, 2) for name, value in costs.items()}
