@@ -4,9 +4,11 @@ package and an evaluation through a served endpoint. Tiny settings: 24 frames of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,15 +56,29 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "--hp", "patience=5",
         "--aws-endpoint", endpoint,
     ]  # fmt: skip
+    printed = _Tee(sys.stdout)
     try:
-        status = main(argv)
+        with contextlib.redirect_stdout(printed):
+            status = main(argv)
         assert status == 0, "sim2cloud demo failed: its output above names the stage and the reason"
         summary = json.loads((out / "summary.json").read_text())
         # Read moto's state with the demo's (dummy) credentials while the server still runs.
         with runner.patched_environ({"AWS_ENDPOINT_URL": endpoint, **runner.DUMMY_CREDENTIALS}):
-            yield {"status": status, "out": out, "summary": summary, "clients": Clients()}
+            yield {"status": status, "out": out, "summary": summary, "clients": Clients(), "printed": printed}
     finally:
         server.stop()
+
+
+class _Tee(io.StringIO):
+    """What the demo prints, kept for the assertions and still shown."""
+
+    def __init__(self, shown: Any) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def write(self, text: str) -> int:
+        self.shown.write(text)
+        return super().write(text)
 
 
 class Clients:
@@ -204,3 +220,19 @@ def test_the_uploaded_meshes_are_unchanged(demo: dict[str, Any]) -> None:
     stored = {key[len(prefix) :]: clients.body(key) for key in clients.keys(prefix) if not key.endswith("batch.yaml")}
     assert stored == local
     assert all(p.is_file() for p in MESHES.glob("*/*"))
+
+
+def test_the_demo_ends_with_its_report(demo: dict[str, Any]) -> None:
+    """The report's path is the last thing printed; the page is self-contained and shows the run."""
+    from sim2cloud.report.render import SECTIONS
+
+    lines = [line for line in demo["printed"].getvalue().splitlines() if line.strip()]
+    report = Path(demo["summary"]["report"])
+    assert lines[-1].split() == ["report:", str(report)]
+    page = report.read_text()
+    for key, title in SECTIONS:
+        if key != "plots":  # a 1-epoch model: Ultralytics may draw no curves for it
+            assert "not available" not in page.split(f'<section id="{key}">')[1].split("</section>")[0], title
+    assert demo["summary"]["run"] in page and "sim2cloud demo" in page
+    assert demo["summary"]["cost"]["total_usd"] > 0
+    assert "through the served model.tar.gz" in page  # which model file each number is from
