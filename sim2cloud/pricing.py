@@ -162,7 +162,9 @@ def standing_monthly_cost(resources: StandingResources) -> dict[str, float]:
     """Monthly USD per always-on item at list price, no free tier counted (the endpoint's instances exist only
     once a model package is approved: the endpoint stack holds none before)."""
     endpoint_hourly = (
-        _hourly(SAGEMAKER_HOSTING_HOURLY, resources.endpoint_instance_type).usd if resources.endpoint_min_instances else 0.0
+        _hourly(SAGEMAKER_HOSTING_HOURLY, resources.endpoint_instance_type).usd
+        if resources.endpoint_min_instances
+        else 0.0
     )
     costs = {
         "VPC interface endpoints": resources.interface_endpoints

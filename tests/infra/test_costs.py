@@ -27,7 +27,8 @@ def standing_row(env: Synthesized) -> str:
     return (
         f"| `{env.settings.name}` | {idle.interface_endpoints} x {idle.availability_zones} AZ: "
         f"${idle_cost['VPC interface endpoints']:.2f} | {idle.kms_keys}: ${idle_cost['KMS keys']:.2f} | "
-        f"${idle_cost['CloudWatch dashboard'] + idle_cost['CloudWatch alarms']:.2f} | **${sum(idle_cost.values()):.2f}** | "
+        f"${idle_cost['CloudWatch dashboard'] + idle_cost['CloudWatch alarms']:.2f} | "
+        f"**${sum(idle_cost.values()):.2f}** | "
         f"{serving.endpoint_min_instances} x {serving.endpoint_instance_type}: "
         f"${serving_cost['endpoint minimum instances']:.2f} | **${sum(serving_cost.values()):.2f}** |"
     )

@@ -302,7 +302,9 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
 
 def _png() -> bytes:
     # The smallest valid PNG (1x1 grey): the report embeds pictures as they are, it never decodes them.
-    return base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
+    return base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+    )
 
 
 def test_the_run_report_is_written_beside_the_decision(s3: Any, sagemaker: Any, gate: Any) -> None:
