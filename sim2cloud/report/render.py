@@ -23,6 +23,7 @@ CURVE_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("precision / recall", ("precision", "recall")),
 )
 CURVE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c")
+LEGEND_HEIGHT = 18
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1100px;padding:1rem 2rem;
@@ -32,6 +33,7 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;paddin
 th{background:#f3f4f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:.5rem 0}figcaption{color:#50575e;font-size:.9rem;margin-top:.3rem}
 img{max-width:100%;height:auto;border:1px solid #ddd}.plots{display:flex;flex-wrap:wrap;gap:1rem}
+#samples img{max-width:640px}
 .plots figure{flex:1 1 45%}.pass{color:#0a7d32;font-weight:bold}.fail{color:#b32d2e;font-weight:bold}
 .muted{color:#50575e}.bar{display:inline-block;height:.8rem;background:#2271b1}
 .swatch{display:inline-block;width:1rem;height:.8rem;border:2px solid;margin:0 .3rem -.1rem .6rem}
@@ -69,6 +71,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: i
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pairs(rows: Sequence[Sequence[Any]]) -> str:
+    """A two-column table of names and values, no header."""
+    body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(value)}</td></tr>" for name, value in rows)
+    return f"<table><tbody>{body}</tbody></table>"
 
 
 def _figure(uri: str, alt: str, caption: str) -> str:
@@ -115,17 +123,18 @@ def curves_svg(history: Sequence[Mapping[str, float]], gate: float | None, gate_
             f'<text x="{x(x_max):.1f}" y="{height - pad + 20}" text-anchor="end" font-size="9">{x_max:g}</text>'
             f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle" font-size="10">epoch</text>'
         )
-        legend_y = 28
+        legend_x = float(pad)  # the legend is a row under the panel: it never hides a curve
         for colour, (name, points) in zip(CURVE_COLOURS, series.items(), strict=False):
             if not points:
                 continue
             path = " ".join(f"{x(px):.1f},{y(py):.1f}" for px, py in points)
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{path}"/>')
             parts.append(
-                f'<text x="{width - 10}" y="{legend_y}" text-anchor="end" font-size="10" fill="{colour}">'
-                f"{_e(name)}</text>"
+                f'<line x1="{legend_x:.0f}" y1="{height + 8}" x2="{legend_x + 14:.0f}" y2="{height + 8}" '
+                f'stroke="{colour}" stroke-width="2"/><text x="{legend_x + 17:.0f}" y="{height + 12}" '
+                f'font-size="10">{_e(name)}</text>'
             )
-            legend_y += 12
+            legend_x += 30 + 6 * len(name)
         if title.startswith("mAP") and gate is not None:
             parts.append(
                 f'<line x1="{pad}" y1="{y(gate):.1f}" x2="{width - 8}" y2="{y(gate):.1f}" stroke="#b32d2e" '
@@ -139,7 +148,7 @@ def curves_svg(history: Sequence[Mapping[str, float]], gate: float | None, gate_
                 f'text-anchor="end" font-size="10">gated: {gate_value:.3f}</text>'
             )
         panels.append(
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + LEGEND_HEIGHT}" role="img" '
             f'aria-label="{_e(title)}">{"".join(parts)}</svg>'
         )
     return '<div class="plots">' + "".join(panels) + "</div>"
@@ -214,7 +223,7 @@ def _gate(gate: Mapping[str, Any]) -> str:
         ["measured on", gate.get("measured_on", "")],
         ["model package", gate.get("model_package_arn", "")],
     ]
-    return f'<p class="{css}">{_e(decision)}</p>' + _table(["", ""], rows, numeric_from=9)
+    return f'<p class="{css}">{_e(decision)}</p>' + _pairs(rows)
 
 
 def _cost(cost: Mapping[str, Any]) -> str:
@@ -252,9 +261,7 @@ def _lineage(lineage: Mapping[str, Any]) -> str:
         ],
         ["package", lineage.get("model_package_arn", "") or "-"],
     ]
-    return _table(["", ""], chain, numeric_from=9) + _table(
-        ["mesh", "hash (sha256 or S3 ETag)"], mesh_rows, numeric_from=9
-    )
+    return _pairs(chain) + _table(["mesh", "hash (sha256 or S3 ETag)"], mesh_rows, numeric_from=9)
 
 
 SECTIONS = (
@@ -305,7 +312,9 @@ def render_html(report: Mapping[str, Any]) -> str:
         elif key == "lineage":
             body.append(_lineage(part))
         elif key == "settings":
-            body.append(f"<pre>{_e(json.dumps(part, indent=2, sort_keys=True, default=str))}</pre>")
+            for name, value in part.items():
+                text = _e(json.dumps(value, indent=2, sort_keys=True, default=str))
+                body.append(f"<details><summary>{_e(name)}</summary><pre>{text}</pre></details>")
         elif key == "cost":
             body.append(_cost(part))
         body.append("</section>")
