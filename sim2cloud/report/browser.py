@@ -46,8 +46,11 @@ def available() -> str | None:
     return None
 
 
-def check_page(page: Path, screenshot: Path | None = None, width: int = 1200, height: int = 900) -> PageCheck:
-    """Load ``page`` from disk offline; report broken images and console errors; optionally save a PNG."""
+def check_page(
+    page: Path, screenshot: Path | None = None, width: int = 1200, height: int = 900, scroll_to: str | None = None
+) -> PageCheck:
+    """Load ``page`` from disk offline; report broken images and console errors; optionally save a PNG of the
+    window (scrolled to the element with id ``scroll_to`` first)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -75,6 +78,8 @@ def check_page(page: Path, screenshot: Path | None = None, width: int = 1200, he
             sections=driver.execute_script("return Array.from(document.querySelectorAll('section')).map(s => s.id);"),
         )
         if screenshot is not None:
+            if scroll_to:
+                driver.execute_script("document.getElementById(arguments[0]).scrollIntoView();", scroll_to)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(screenshot))
         return check

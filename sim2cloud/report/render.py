@@ -299,6 +299,11 @@ def render_html(report: Mapping[str, Any]) -> str:
             body.append(f'<p class="muted">{_e(part.get("caption", ""))}</p>')
         elif key == "plots":
             body.append(
+                '<p class="muted">Ultralytics\' own validation of best.pt: it pads each batch by half a stride '
+                "(rect), so the numbers inside these plots can differ a little from the table below, which measures "
+                "the exported model.onnx as it is served.</p>"
+            )
+            body.append(
                 '<div class="plots">'
                 + "".join(_figure(p["image"], p["title"], _e(p["title"])) for p in part)
                 + "</div>"

@@ -8,7 +8,7 @@ processes); the tests keep to the same rule.
     python ultralytics_child.py train DATA_YAML WORK_DIR
         -> {"checked": {nc, names, train, val}, "warnings": [...], "last_pt": "..."}
     python ultralytics_child.py predict MODEL_PT IMGSZ IMAGE...  -> {"predictions": [{boxes, classes, conf}]}
-    python ultralytics_child.py val MODEL DATA_YAML IMGSZ  -> {"mAP50": ..., "mAP50-95": ..., "per_class": {..}}
+    python ultralytics_child.py val MODEL DATA_YAML IMGSZ RECT  -> {"mAP50": ..., "mAP50-95": ..., "per_class": {..}}
 """
 
 from __future__ import annotations
@@ -75,13 +75,15 @@ def predict(model_pt: str, imgsz: str, images: list[str]) -> dict[str, object]:
     return {"predictions": predictions}
 
 
-def val(model_file: str, data_yaml: str, imgsz: str) -> dict[str, object]:
-    """Ultralytics' own val with its defaults (conf 0.001, iou 0.7, max_det 300) on any model file it loads."""
+def val(model_file: str, data_yaml: str, imgsz: str, rect: str) -> dict[str, object]:
+    """Ultralytics' own val with its defaults (conf 0.001, iou 0.7, max_det 300) on any model file it loads;
+    ``rect`` true/false is its rect batching (for a .pt it pads each batch by half a stride)."""
     from ultralytics import YOLO
 
     metrics = YOLO(model_file, task="detect").val(
-        data=data_yaml, imgsz=int(imgsz), batch=1, device="cpu", plots=False, verbose=False, workers=0
-    )
+        data=data_yaml, imgsz=int(imgsz), batch=1, device="cpu", plots=False, verbose=False, workers=0,
+        rect=rect == "true",
+    )  # fmt: skip
     names = metrics.names
     return {
         "mAP50": float(metrics.box.map50),
