@@ -3,8 +3,9 @@ folder that ``lambda_.Code.from_asset`` hashes.
 
 The bundle holds only what the handlers import: ``lambda/<function>/*.py`` at the root (``handler.handler``),
 ``lambda/shared/*.py`` as package ``shared/`` and ``sim2cloud/__init__.py`` + ``sim2cloud/contract.py`` as
-package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries), plus the few stdlib-only
-modules a function names in EXTRA_SIM2CLOUD_FILES. boto3 comes from the runtime.
+package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries). boto3 comes from the runtime.
+The model gate also carries the run report and the price table (``sim2cloud/report/``, ``sim2cloud/pricing.py``,
+stdlib only).
 Copies keep content only (no timestamps or permissions) so the asset hash changes only when code does.
 """
 
@@ -17,11 +18,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 SHARED_PACKAGE = "shared"
 CONTRACT_FILES = ("__init__.py", "contract.py")
-EXTRA_SIM2CLOUD_FILES: dict[str, tuple[str, ...]] = {
+FUNCTION_EXTRA_FILES: dict[str, tuple[str, ...]] = {
     # The gate assembles runs/<run>/report.html after its decision: the report and the price table (stdlib).
-    "model_gate": ("pricing.py", "report/__init__.py", "report/collect.py", "report/render.py", "report/stored.py"),
+    "model_gate": (
+        "sim2cloud/pricing.py",
+        "sim2cloud/report/__init__.py",
+        "sim2cloud/report/collect.py",
+        "sim2cloud/report/render.py",
+        "sim2cloud/report/stored.py",
+    ),
 }
-"""Further stdlib-only sim2cloud modules a function's bundle carries, by function."""
+"""Repository files (beyond the contract) a function's bundle carries, at the same relative path."""
 
 
 def _copy_modules(source_dir: Path, target_dir: Path) -> None:
@@ -51,7 +58,9 @@ def build_lambda_bundle(function_name: str, out_root: Path) -> Path:
         (staging / SHARED_PACKAGE / "__init__.py").touch()
     contract_target = staging / "sim2cloud"
     contract_target.mkdir()
-    for name in (*CONTRACT_FILES, *EXTRA_SIM2CLOUD_FILES.get(function_name, ())):
-        (contract_target / name).parent.mkdir(parents=True, exist_ok=True)
+    for name in CONTRACT_FILES:
         (contract_target / name).write_bytes((REPO_ROOT / "sim2cloud" / name).read_bytes())
+    for relative in FUNCTION_EXTRA_FILES.get(function_name, ()):
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        (staging / relative).write_bytes((REPO_ROOT / relative).read_bytes())
     return staging

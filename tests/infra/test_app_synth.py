@@ -11,7 +11,7 @@ from aws_cdk import aws_sqs as sqs
 from infra_assembly import Synthesized
 
 from stacks.config import ENVIRONMENTS, load_settings
-from stacks.constructs.lambda_bundle import EXTRA_SIM2CLOUD_FILES, LAMBDA_ROOT, build_lambda_bundle
+from stacks.constructs.lambda_bundle import FUNCTION_EXTRA_FILES, LAMBDA_ROOT, build_lambda_bundle
 from stacks.pipeline import build_app
 
 LIFECYCLES = ("Storage", "Monitoring", "Registries", "Render", "Training", "Endpoint", "CiAccess")
@@ -73,8 +73,8 @@ def test_lambda_bundle_holds_handler_shared_and_contract_only(function: str, tmp
     own = {f"{p.name}" for p in (LAMBDA_ROOT / function).glob("*.py")}
     shared = {f"shared/{p.name}" for p in (LAMBDA_ROOT / "shared").glob("*.py")} | {"shared/__init__.py"}
     assert "handler.py" in files
-    extra = {f"sim2cloud/{name}" for name in EXTRA_SIM2CLOUD_FILES.get(function, ())}
-    assert files == own | shared | {"sim2cloud/__init__.py", "sim2cloud/contract.py"} | extra
+    extras = set(FUNCTION_EXTRA_FILES.get(function, ()))
+    assert files == own | shared | {"sim2cloud/__init__.py", "sim2cloud/contract.py"} | extras
     # Deterministic: a rebuild gives byte-identical files (so the asset hash only moves with the code).
     again = build_lambda_bundle(function, tmp_path / "again")
     for name in files:
