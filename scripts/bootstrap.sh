@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# GL: headless rendering; nginx: the serving front (sim2cloud/serving/launcher.py says why).
-DEB_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 nginx)
+# GL: headless rendering; nginx: the serving front (sim2cloud/serving/launcher.py says why); chromium and
+# its driver: the run report's browser test and README picture (sim2cloud/report/browser.py).
+DEB_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 nginx chromium chromium-driver)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

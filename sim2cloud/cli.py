@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sim2cloud.training.cli", "Train a YOLOv8 detector on a dataset (the SageMaker train entrypoint)"),
     "serve": ("sim2cloud.serving.cli", "Serve a model over HTTP with the SageMaker container contract"),
     "evaluate": ("sim2cloud.evaluation.cli", "mAP of a model file or a running endpoint on a dataset"),
+    "report": ("sim2cloud.report.cli", "The run report (one self-contained report.html) from a run's artefacts"),
     "demo": ("sim2cloud.local.cli", "The whole pipeline on one machine: moto as AWS, the real Lambdas and jobs"),
     "submit": ("sim2cloud.deployed.submit", "Validate a local mesh batch with the launcher's rules, then upload it"),
     "status": ("sim2cloud.deployed.status", "Each run's stage (render .. package), timings, failures, report"),

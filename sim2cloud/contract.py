@@ -234,6 +234,14 @@ def run_model_metrics_key(run: str, training_job: str) -> str:
     return f"{run_prefix(run)}metrics/{training_job}.json"
 
 
+def run_report_key(run: str) -> str:
+    """The run's self-contained report page (sim2cloud.report), beside its status and metrics."""
+    return f"{run_prefix(run)}{REPORT_NAME}"
+
+
+REPORT_NAME: Final = "report.html"
+
+
 @dataclass(frozen=True)
 class MeshKey:
     """A parsed ``meshes/<batch>/<class>/<file>`` key (or the batch config file, class_name '')."""
@@ -419,9 +427,18 @@ MODEL_JSON_METRICS_FIELD: Final = "metrics"
 MODEL_JSON_SCHEMA_VERSION: Final = 1
 """model.json keys: schema_version, contract_version, model_version (sha256 prefix of model.onnx), task,
 class_names (index = class id), imgsz (square ONNX input size), input, metrics (METRIC_NAMES without epoch, of
-the exported best epoch), metrics_epoch, epochs_trained, metrics_history, lineage (dataset_run, manifest_sha256,
-source_meshes, ...),
+the exported best epoch; mAP50 and mAP50-95 those of the exported model.onnx on the val split measured by
+sim2cloud.evaluation, what the quality gate reads), metrics_source (split, model_file, images, definition,
+per_class of that measurement), training_validation (Ultralytics' own numbers of that epoch), metrics_epoch,
+epochs_trained, metrics_history, lineage (dataset_run, manifest_sha256, source_meshes, ...),
 training_job, hyperparameters, training_device, versions, created_at."""
+EVALUATION_JSON_NAME: Final = "evaluation.json"
+DETECTIONS_PICTURE_NAME: Final = "detections.png"
+"""What an evaluation writes into its folder (``sim2cloud evaluate --out``, the training job's evaluation)."""
+TRAINING_EVALUATION_DIR: Final = "evaluation"
+"""Under the training job's output data (output.tar.gz): the exported model's evaluation on the val split."""
+TRAINING_PLOTS_DIR: Final = "plots"
+"""Under the training job's output data: Ultralytics' plots of the final validation of best.pt."""
 
 
 # --------------------------------------------------------------------------------------
@@ -545,8 +562,9 @@ SERVING_DEFAULT_CLIENT_TIMEOUT_SECONDS: Final = 10.0
 when Env.SERVING_CLIENT_TIMEOUT_SECONDS is unset; a client slower than that is disconnected."""
 SERVING_PING_DEADLINE_SECONDS: Final = 2.0
 """SageMaker's deadline for an answer to GET /ping; an instance that misses it is taken out of service."""
-SERVING_THRESHOLD_ATTRIBUTES: Final = ("conf", "iou", "max_det")
-"""Keys accepted in the X-Amzn-SageMaker-Custom-Attributes header, e.g. ``conf=0.4,iou=0.5,max_det=100``."""
+SERVING_THRESHOLD_ATTRIBUTES: Final = ("conf", "iou", "max_det", "multi_label")
+"""Keys accepted in the X-Amzn-SageMaker-Custom-Attributes header, e.g. ``conf=0.4,iou=0.5,max_det=100``;
+``multi_label=1`` keeps every class above ``conf`` per box (what mAP is measured with, as Ultralytics' val)."""
 
 
 # --------------------------------------------------------------------------------------

@@ -66,6 +66,18 @@ class TrainingSettings:
     """A model package is approved only when its validation mAP50 reaches this."""
     approval_mode: ApprovalMode
     """auto: the gate approves passing models; manual: it leaves them PendingManualApproval for a person."""
+    weights_s3_uri: str | None = None
+    """Fine-tune every run from these weights: ``s3://<bucket>/<key>.pt`` (one object, e.g. COCO-pretrained
+    yolov8n.pt you uploaded). The training launcher passes it as the ``weights`` channel and ``model=<file
+    name>``; the training role may read exactly that object. None: train from the model YAML. Set per deploy
+    with ``-c training_weights_s3_uri=s3://...``; the object must be readable with SSE-S3 or the data key."""
+
+    def __post_init__(self) -> None:
+        if self.weights_s3_uri is not None and not _WEIGHTS_S3_URI.match(self.weights_s3_uri):
+            raise ValueError(f"training weights {self.weights_s3_uri!r}: give one object as s3://<bucket>/<key>.pt")
+
+
+_WEIGHTS_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]+\.pt$")
 
 
 @dataclass(frozen=True)
@@ -254,6 +266,9 @@ def load_settings(name: str, context: Mapping[str, Any] | None = None) -> Enviro
     region = str(context.get("region") or os.environ.get("CDK_DEFAULT_REGION") or PLACEHOLDER_REGION)
     repository = _checked_repository(context.get("github_repository"))
     settings = _FACTORIES[name](account, region, repository)
+    if context.get("training_weights_s3_uri"):
+        weights = str(context["training_weights_s3_uri"])
+        settings = replace(settings, training=replace(settings.training, weights_s3_uri=weights))
     if context.get("github_subject_repository"):
         subject_repository = str(context["github_subject_repository"])
         if repository is None or not _GITHUB_SUBJECT_REPOSITORY.match(subject_repository):

@@ -31,6 +31,7 @@ CONTEXT_KEYS = (
     "github_subject_repository",
     "create_oidc_provider",
     "image_tag",
+    "training_weights_s3_uri",
 )
 """Context values (``-c key=value``) that override environment settings; see stacks.config.load_settings."""
 

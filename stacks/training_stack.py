@@ -140,6 +140,11 @@ class TrainingStack(PipelineStack):
                     contract.DEFAULT_TRAINING_HYPERPARAMETERS, sort_keys=True
                 ),
                 contract.Env.KMS_KEY_ARN: data_key.key_arn,
+                **(
+                    {contract.Env.TRAINING_WEIGHTS_S3_URI: settings.training.weights_s3_uri}
+                    if settings.training.weights_s3_uri
+                    else {}
+                ),
             },
         )
         model_gate = function(
@@ -230,7 +235,7 @@ class TrainingStack(PipelineStack):
             model_gate.grantable,
             bucket,
             data_key,
-            read=(contract.MODELS_PREFIX,),
+            read=(contract.MODELS_PREFIX, contract.DATASETS_PREFIX),  # the run report: manifest and preview
             write=(contract.RUNS_PREFIX,),
             nag_scope=model_gate.role,
         )
@@ -348,6 +353,14 @@ class TrainingStack(PipelineStack):
             nag_scope=role,
         )
         self.repository.grant_pull(role)
+        if settings.training.weights_s3_uri:
+            # The weights channel: read-only, that one object (the data bucket's key grant above covers it there).
+            bucket_and_key = settings.training.weights_s3_uri.removeprefix("s3://")
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket_and_key}"]
+                )
+            )
         # Training volumes and output encrypted with the data key (VolumeKmsKeyId/KmsKeyId): SageMaker creates
         # grants on the key for the job's resources only.
         role.add_to_principal_policy(

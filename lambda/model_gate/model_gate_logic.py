@@ -12,6 +12,7 @@ Input: EventBridge ``SageMaker Training Job State Change`` (the detail mirrors D
   updated to its verdict with the reason as ``ApprovalDescription``: ``Approved`` when ``mAP50`` reaches
   ``SIM2CLOUD_QUALITY_GATE_MAP50`` and the approval mode is ``auto``; otherwise it stays pending and the
   reason says why (below the gate, metric missing, or manual mode).
+  After the decision it writes the run report ``runs/<run>/report.html`` (sim2cloud.report.stored).
   Idempotent per training job: the package carries the job name in its customer metadata and a client
   token derived from it; a redelivered event finds the package (listing the group's packages created
   since the job) and only finishes a verdict that a crash left unset.
@@ -37,6 +38,7 @@ from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.contract import Env
+from sim2cloud.report.stored import write_stored_report
 
 log = get_logger("sim2cloud.model_gate")
 
@@ -334,6 +336,7 @@ class ModelGate:
             "registered model package",
             extra={"model_package_arn": arn, "approval_status": verdict.status, "reason": verdict.reason},
         )
+        self._write_report(job, model_json, key, metrics, verdict, arn)
         return Outcome("registered", job.name, job.run, arn, verdict.status, verdict.reason)
 
     def _metadata(self, job: TrainingJob, metrics: Mapping[str, Any], verdict: Verdict) -> dict[str, str]:
@@ -364,6 +367,35 @@ class ModelGate:
             Body=json.dumps(document, indent=2, default=str).encode("utf-8"),
             ContentType="application/json",
         )
+
+    def _write_report(
+        self,
+        job: TrainingJob,
+        model_json: Mapping[str, Any],
+        artifact_key: str,
+        metrics: Mapping[str, Any],
+        verdict: Verdict,
+        arn: str,
+    ) -> None:
+        """runs/<run>/report.html after the decision (sim2cloud.report.stored says why here). A report that
+        cannot be written is logged, never a failed gate: the package and its verdict stand."""
+        assert job.run is not None
+        record = {
+            "training_job": job.name,
+            "metrics": dict(metrics),
+            "gate": {"metric": GATE_METRIC, "threshold": self.settings.quality_gate_map50, **vars(verdict)},
+            "model_package_arn": arn,
+            "approval_status": verdict.status,
+        }
+        try:
+            description = self.sagemaker.describe_training_job(TrainingJobName=job.name)
+            key = write_stored_report(
+                self.s3, self.settings.bucket, job.run, model_json, artifact_key, description, record
+            )
+        except Exception:
+            log.exception("run report not written", extra={"run": job.run})
+            return
+        log.info("run report written", extra={"report_key": key})
 
     def _apply_verdict(self, arn: str, verdict: Verdict, metadata: Mapping[str, str]) -> None:
         # CreateModelPackage takes no ApprovalDescription, so the verdict and its reason are one update.

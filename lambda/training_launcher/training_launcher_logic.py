@@ -127,6 +127,14 @@ def merged_hyperparameters(defaults: Mapping[str, Any], manifest: Mapping[str, A
     return {str(key): contract.hyperparameter_string(value) for key, value in {**defaults, **section}.items()}
 
 
+def weights_hyperparameters(weights_s3_uri: str | None) -> dict[str, str]:
+    """``model=<file name>`` when the weights channel is one ``.pt`` object: the job loads it from the channel
+    (a batch.yaml ``training: model:`` still wins)."""
+    if not weights_s3_uri or not weights_s3_uri.endswith(".pt"):
+        return {}
+    return {"model": weights_s3_uri.rsplit("/", 1)[-1]}
+
+
 def volume_kms_allowed(instance_type: str) -> bool:
     return _INSTANCE_STORAGE_FAMILY.match(instance_type) is None
 
@@ -173,7 +181,9 @@ def training_job_request(settings: TrainingLauncherSettings, run: str, manifest:
         stopping["MaxWaitTimeInSeconds"] = settings.max_wait_seconds
     return {
         "TrainingJobName": training_job_name(run),
-        "HyperParameters": merged_hyperparameters(settings.hyperparameters, manifest),
+        "HyperParameters": merged_hyperparameters(
+            {**settings.hyperparameters, **weights_hyperparameters(settings.weights_s3_uri)}, manifest
+        ),
         "AlgorithmSpecification": {
             "TrainingImage": settings.image_uri,
             "TrainingInputMode": "File",

@@ -1,8 +1,11 @@
 """Evaluation on a dataset split through one of two predictors: the model file or a running endpoint.
 
-Both predictors use the same thresholds (those of Ultralytics' validation: conf 0.001, iou 0.7, max_det 300)
-and the endpoint receives the image file's bytes unchanged, so the two paths give the same mAP for the same
-model; measuring through the endpoint checks what is actually deployed.
+Both predictors use the same thresholds as Ultralytics' validation (conf 0.001, iou 0.7, max_det 300,
+multi-label NMS) and the endpoint receives the image file's bytes unchanged, so the two paths give the same mAP
+for the same model; measuring through the endpoint checks what is actually deployed. This is the project's one
+mAP: the training job measures the exported model.onnx with it for the quality gate (model.json's ``metrics``),
+``sim2cloud evaluate`` and the run report show it, and it agrees with Ultralytics' val on the same model file
+(tests/integration/test_train_serve_evaluate.py).
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from sim2cloud import contract
-from sim2cloud.evaluation.metrics import EvaluationResult, ImagePredictions, ImageTruth, evaluate
+from sim2cloud.evaluation.metrics import METRIC_DEFINITION, EvaluationResult, ImagePredictions, ImageTruth, evaluate
+from sim2cloud.report.collect import GROUND_TRUTH_COLOUR, PREDICTION_PALETTE
 from sim2cloud.serving.model import Thresholds, decode_image
 
-EVAL_THRESHOLDS = Thresholds(conf=0.001, iou=0.7, max_det=300)
+EVAL_THRESHOLDS = Thresholds(conf=0.001, iou=0.7, max_det=300, multi_label=True)
 """mAP needs the low-confidence tail of the precision/recall curve; these match Ultralytics' val."""
 ENDPOINT_TIMEOUT_SECONDS = 60
 PICTURE_SAMPLES = 6
@@ -76,7 +80,10 @@ def endpoint_predictor(url: str) -> Callable[[Path], Prediction]:
     target = url.rstrip("/") + contract.INVOCATIONS_PATH
     if not target.startswith(("http://", "https://")):
         raise ValueError(f"--endpoint {url!r} must be an http(s) URL")
-    attributes = f"conf={EVAL_THRESHOLDS.conf},iou={EVAL_THRESHOLDS.iou},max_det={EVAL_THRESHOLDS.max_det}"
+    attributes = (
+        f"conf={EVAL_THRESHOLDS.conf},iou={EVAL_THRESHOLDS.iou},max_det={EVAL_THRESHOLDS.max_det},"
+        f"multi_label={int(EVAL_THRESHOLDS.multi_label)}"
+    )
 
     def predict(path: Path) -> Prediction:
         content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/x-image")
@@ -119,7 +126,13 @@ def result_document(result: EvaluationResult, class_names: list[str], source: st
             }
             for class_id, ap in result.per_class.items()
         },
-        "thresholds": {"conf": EVAL_THRESHOLDS.conf, "iou": EVAL_THRESHOLDS.iou, "max_det": EVAL_THRESHOLDS.max_det},
+        "thresholds": {
+            "conf": EVAL_THRESHOLDS.conf,
+            "iou": EVAL_THRESHOLDS.iou,
+            "max_det": EVAL_THRESHOLDS.max_det,
+            "multi_label": EVAL_THRESHOLDS.multi_label,
+        },
+        "definition": METRIC_DEFINITION,
     }
 
 
@@ -127,7 +140,7 @@ def draw_samples(
     samples: list[tuple[LabelledImage, Prediction]], class_names: list[str], destination: Path, tile: int = 320
 ) -> None:
     """A grid of sample images: ground truth in thin white, detections in a colour per class with labels."""
-    palette = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 178, 29), (207, 210, 49), (146, 204, 23)]
+    palette = PREDICTION_PALETTE
     font = ImageFont.load_default()  # bundled with Pillow: no font download
     columns = min(3, max(1, len(samples)))
     rows = (len(samples) + columns - 1) // columns
@@ -139,7 +152,7 @@ def draw_samples(
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
         draw = ImageDraw.Draw(image)
         for box in item.truth.boxes:
-            draw.rectangle([float(v) * scale for v in box], outline=(255, 255, 255), width=1)
+            draw.rectangle([float(v) * scale for v in box], outline=GROUND_TRUTH_COLOUR, width=1)
         for name, score, box in prediction:
             if score < PICTURE_MIN_CONFIDENCE:
                 continue
@@ -171,8 +184,8 @@ def run_evaluation(
     document = result_document(result, class_names, source, len(items))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        picture = out_dir / "detections.png"
+        picture = out_dir / contract.DETECTIONS_PICTURE_NAME
         draw_samples(list(zip(items, predictions, strict=True))[:PICTURE_SAMPLES], class_names, picture)
         document["picture"] = str(picture)
-        (out_dir / "evaluation.json").write_text(json.dumps(document, indent=2))
+        (out_dir / contract.EVALUATION_JSON_NAME).write_text(json.dumps(document, indent=2))
     return document

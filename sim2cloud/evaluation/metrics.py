@@ -1,7 +1,13 @@
-"""COCO-style average precision: greedy matching by confidence, 101-point interpolated AP, IoU 0.50:0.95.
+"""Average precision as Ultralytics' val defines it (``ultralytics.utils.metrics.ap_per_class``): the project's
+one AP, used by the training job for the quality gate, by ``sim2cloud evaluate`` and by the run report.
 
-mAP averages over the classes that have ground truth in the evaluated images (a class without ground truth
-has no defined recall, so, as in COCO, it is left out rather than counted as 0 or 1).
+Matching: per class and image, predictions in descending confidence each take the unclaimed ground-truth box
+they overlap most, a hit when that IoU reaches the threshold (IoU 0.50, 0.55, ..., 0.95). AP: the precision
+envelope over recall with sentinels (recall 0 -> precision 1, beyond the last recall -> 0), linearly
+interpolated at 101 recall points and integrated with the trapezoid rule. (COCO's own tool instead averages the
+envelope sampled at those points as a step function: slightly different numbers, the main cause of the gap
+between an earlier version of this module and Ultralytics.) mAP averages over the classes that have ground
+truth in the evaluated images; such a class with no prediction counts 0.
 """
 
 from __future__ import annotations
@@ -12,6 +18,11 @@ import numpy as np
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+METRIC_DEFINITION = (
+    "AP as Ultralytics' val (greedy matching by confidence, 101-point interpolated, trapezoid-integrated), "
+    "conf 0.001, NMS IoU 0.7, multi-label, max 300 detections per image"
+)
+"""One sentence the evaluation JSON, model.json and the report carry, so a reader knows what the number is."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ def match_image(truth: ImageTruth, predicted: ImagePredictions, class_id: int) -
 
 
 def average_precision(tp: np.ndarray, scores: np.ndarray, n_truth: int) -> np.ndarray:
-    """101-point interpolated AP per IoU threshold (COCO's definition)."""
+    """AP per IoU threshold: the envelope's 101-point linear interpolation, trapezoid-integrated (Ultralytics)."""
     if n_truth == 0:
         return np.full(tp.shape[1], np.nan)
     if len(scores) == 0:
@@ -92,10 +103,12 @@ def average_precision(tp: np.ndarray, scores: np.ndarray, n_truth: int) -> np.nd
     precision = tp_cum / (tp_cum + fp_cum)
     aps = np.zeros(tp.shape[1])
     for t in range(tp.shape[1]):
-        envelope = np.maximum.accumulate(precision[::-1, t])[::-1]  # best precision at recall >= r
-        index = np.searchsorted(recall[:, t], RECALL_POINTS, side="left")
-        sampled = np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0.0)
-        aps[t] = sampled.mean()
+        last_recall = recall[-1, t]
+        padded_recall = np.concatenate(([0.0], recall[:, t], [last_recall, 1.0]))
+        padded_precision = np.concatenate(([1.0], precision[:, t], [0.0, 0.0]))
+        envelope = np.maximum.accumulate(padded_precision[::-1])[::-1]  # best precision at recall >= r
+        sampled = np.interp(RECALL_POINTS, padded_recall, envelope)
+        aps[t] = float(np.sum((sampled[1:] + sampled[:-1]) / 2 * np.diff(RECALL_POINTS)))
     return aps
 
 

@@ -147,6 +147,12 @@ class DemoResult:
     approval_reason: str = ""
     evaluation: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    job_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each job run here: the Batch job definitions' names and ``training``."""
+    gate_record: dict[str, Any] = field(default_factory=dict)
+    """The model gate's runs/<run>/metrics/<job>.json, plus the package ARN and approval status."""
+    cost: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items()}
@@ -653,6 +659,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
                 shards = f"array of {job.array_size}" if job.array_size else "single job"
                 _say(f"{job.name} ({job.definition}, {shards}, dependsOn {list(job.depends_on) or 'nothing'})")
                 done = executor.run_batch_job(job, _job_env(), logs)
+                result.job_seconds[job.definition] = result.job_seconds.get(job.definition, 0.0) + done.seconds
                 _say(f"{job.name}: {len(done.statuses)} process(es) exited 0 in {done.seconds:.1f} s")
             written = created_events(before, bucket_snapshot(s3, resources.bucket), resources.bucket, resources.account)
 
@@ -682,6 +689,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
                 sagemaker, s3, result.training_job, out / "training" / "opt-ml", _job_env(), logs
             )
             result.model_dir = Path(outcome.paths.model_dir)
+            result.job_seconds["training"] = outcome.seconds
             curves = Path(outcome.paths.output_dir) / "data" / "training_curves.png"
             result.training_curves = curves if curves.is_file() else None
             _say(
@@ -714,6 +722,14 @@ def run_demo(settings: DemoSettings) -> DemoResult:
             result.approval_status = str(package.get("ModelApprovalStatus", ""))
             result.approval_reason = str(package.get("ApprovalDescription", ""))
             _say(f"model package {result.model_package_arn}")
+            record = s3.get_object(
+                Bucket=resources.bucket, Key=contract.run_model_metrics_key(result.run, result.training_job)
+            )
+            result.gate_record = {
+                **json.loads(record["Body"].read()),
+                "model_package_arn": result.model_package_arn,
+                "approval_status": result.approval_status,
+            }
             _say(f"approval: {result.approval_status} ({result.approval_reason})")
             artifact = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
             result.model_archive = out / "model" / contract.MODEL_ARCHIVE_NAME
@@ -724,11 +740,61 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         with stages.stage("serve the registered model + evaluate through the endpoint"):
             evaluation_dir = out / "evaluation"
             _serve_and_evaluate(result, evaluation_dir, logs)
-    with stages.stage("summary"):
+    with stages.stage("summary + run report"):
+        result.cost = demo_cost(result.job_seconds)
         summary = out / "summary.json"
+        result.report = out / contract.REPORT_NAME
         summary.write_text(json.dumps(result.as_dict(), indent=2, default=str))
-        print_summary(result, summary)
+        write_demo_report(result, out)
+    print_summary(result, summary)
     return result
+
+
+def demo_cost(job_seconds: Mapping[str, float]) -> dict[str, Any]:
+    """What the jobs run here would cost in the cloud: each job's duration priced on the dev environment's
+    instances (stacks/config.py). Here they ran on a CPU, so on the GPU instances they would take far less:
+    an upper bound."""
+    from sim2cloud import pricing
+
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))  # stacks/ is not installed; its config is read from the checkout
+    from stacks.config import load_settings
+
+    dev = load_settings("dev")
+    render_type = dev.render.instance_types[0]
+    lines = [
+        pricing.batch_job_cost(
+            "render (Batch array job)", render_type, job_seconds.get(RENDER_DEFINITION, 0.0), dev.render.use_spot
+        ),
+        pricing.batch_job_cost(
+            "finalize (Batch job)", render_type, job_seconds.get(FINALIZE_DEFINITION, 0.0), dev.render.use_spot
+        ),
+        pricing.training_job_cost(dev.training.instance_type, job_seconds.get("training", 0.0), spot=False),
+    ]
+    return {
+        **pricing.run_cost(lines),
+        "basis": "this machine's job durations priced on the dev environment's instances (on-demand list "
+        "prices); on those GPUs the jobs take far less time, so this is an upper bound",
+    }
+
+
+def write_demo_report(result: DemoResult, out: Path) -> Path:
+    """report.html from the demo's own artefacts (a few seconds at most: pictures are embedded as they are)."""
+    from sim2cloud.report.collect import RunArtefacts, write_report
+
+    assert result.dataset_dir is not None and result.report is not None
+    training = result.model_dir.parent if result.model_dir is not None else None
+    artefacts = RunArtefacts(
+        dataset=result.dataset_dir,
+        training=training,
+        evaluation=result.evaluation_json.parent if result.evaluation_json is not None else None,
+        evaluation_via="the served model.tar.gz (sim2cloud serve, as the SageMaker endpoint)",
+        gate=result.gate_record,
+        timeline=[{"stage": name, "seconds": seconds} for name, seconds in result.timings.items()],
+        cost=result.cost,
+        generated_by="sim2cloud demo",
+    )
+    return write_report(artefacts, result.report)
 
 
 def _wait_for_ping(url: str, process: Any, timeout: float) -> None:
@@ -835,3 +901,6 @@ def print_summary(result: DemoResult, summary_path: Path) -> None:
     for label, value in rows:
         print(f"  {label + ':':<22}{value}", flush=True)
     print("  timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), flush=True)
+    if result.cost:
+        print(f"  cloud cost estimate:  ${result.cost['total_usd']:.2f} ({result.cost['basis']})", flush=True)
+    print(f"  report:               {result.report}", flush=True)

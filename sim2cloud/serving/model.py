@@ -51,6 +51,9 @@ class Thresholds:
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
+    multi_label: bool = False
+    """Each box once per class scoring above ``conf`` (Ultralytics' val) instead of once, with its best class
+    (its predict). mAP is measured with it: a box's second class adds a point to the low-confidence tail."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf <= 1.0:
@@ -141,12 +144,17 @@ def postprocess(
     """(class id, confidence, box) from the raw ``1 x (4+nc) x anchors`` output, best first."""
     predictions = output[0].T  # anchors x (4 + nc): cx, cy, w, h, class scores
     class_scores = predictions[:, 4:]
-    class_ids = class_scores.argmax(axis=1)
-    confidences = class_scores[np.arange(len(class_ids)), class_ids]
-    mask = confidences > thresholds.conf
-    if not mask.any():
+    if thresholds.multi_label:
+        anchors, class_ids = np.nonzero(class_scores > thresholds.conf)
+        confidences = class_scores[anchors, class_ids]
+    else:
+        class_ids = class_scores.argmax(axis=1)
+        confidences = class_scores[np.arange(len(class_ids)), class_ids]
+        anchors = np.flatnonzero(confidences > thresholds.conf)
+        class_ids, confidences = class_ids[anchors], confidences[anchors]
+    if not len(anchors):
         return []
-    boxes_cxcywh, confidences, class_ids = predictions[mask, :4], confidences[mask], class_ids[mask]
+    boxes_cxcywh = predictions[anchors, :4]
     if len(confidences) > MAX_NMS_CANDIDATES:
         top = np.argsort(-confidences)[:MAX_NMS_CANDIDATES]
         boxes_cxcywh, confidences, class_ids = boxes_cxcywh[top], confidences[top], class_ids[top]

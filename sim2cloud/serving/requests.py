@@ -81,7 +81,7 @@ def media_type(content_type: str | None) -> str:
 
 
 def parse_thresholds(header: str | None) -> Thresholds:
-    """``conf=0.4,iou=0.5,max_det=50`` (any subset) -> Thresholds; anything else is a 400."""
+    """``conf=0.4,iou=0.5,max_det=50,multi_label=1`` (any subset) -> Thresholds; anything else is a 400."""
     if not header or not header.strip():
         return Thresholds()
     values: dict[str, Any] = {}
@@ -94,6 +94,11 @@ def parse_thresholds(header: str | None) -> Thresholds:
                 f"{contract.CUSTOM_ATTRIBUTES_HEADER}: {item.strip()!r} is not KEY=VALUE with KEY one of "
                 f"{', '.join(contract.SERVING_THRESHOLD_ATTRIBUTES)}",
             )
+        if key == "multi_label":
+            if raw not in ("0", "1"):
+                raise ClientError(400, f"{contract.CUSTOM_ATTRIBUTES_HEADER}: multi_label={raw!r} is not 0 or 1")
+            values[key] = raw == "1"
+            continue
         try:
             values[key] = int(raw) if key == "max_det" else float(raw)
         except ValueError:

@@ -146,3 +146,10 @@ class CpuThreads:
         import torch
 
         torch.set_num_threads(self.count)
+
+
+def final_plots(trainer: Any) -> None:
+    """``on_fit_epoch_end``: once training stops, plots on, so only the final validation of best.pt draws
+    Ultralytics' confusion matrix, PR/F1 curves and val batches (and results.png); per-epoch plots cost time."""
+    if trainer.stop:
+        trainer.args.plots = True

@@ -22,6 +22,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hp", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter (repeatable), e.g. epochs=5"
     )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="fine-tune from these weights (a .pt, e.g. COCO-pretrained yolov8n.pt you downloaded once): laid out "
+        "as the weights channel, and model= names it; default: train from the model YAML",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
@@ -39,6 +45,24 @@ def lay_out_local_tree(base: Path, dataset: Path, hyperparameters: dict[str, str
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps(hyperparameters, indent=2))  # strings, as SageMaker writes them
     return paths
+
+
+def lay_out_weights(paths: contract.SageMakerPaths, weights: Path, hyperparameters: dict[str, str]) -> None:
+    """The weights channel as SageMaker fills it (one file, linked), and ``model=<its name>`` in
+    hyperparameters.json so the job loads it; a different ``model=`` given with it is a contradiction, refused."""
+    if not weights.is_file() or weights.suffix != ".pt":
+        raise SystemExit(f"sim2cloud train: --weights {weights} is not a .pt file")
+    chosen = hyperparameters.get("model")
+    if chosen is not None and chosen != weights.name:
+        raise SystemExit(f"sim2cloud train: --weights {weights.name} but --hp model={chosen}; give one of them")
+    hyperparameters["model"] = weights.name
+    channel = Path(paths.channel(contract.WEIGHTS_CHANNEL))
+    channel.mkdir(parents=True, exist_ok=True)
+    for stale in channel.iterdir():  # an earlier --weights of this --out
+        if stale.is_symlink():
+            stale.unlink()
+    (channel / weights.name).symlink_to(weights.resolve())
+    Path(paths.hyperparameters).write_text(json.dumps(hyperparameters, indent=2))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +91,14 @@ def run(args: argparse.Namespace) -> int:
         except HyperparameterError as error:
             raise SystemExit(f"sim2cloud train: {error}") from error
         paths = lay_out_local_tree(args.out, args.dataset, hyperparameters)
+        if args.weights is not None:
+            lay_out_weights(paths, args.weights, hyperparameters)
         # A local tree has no SageMaker variables; stale ones from the shell must not redirect it.
-        for name in (contract.Env.SM_CHANNEL_DATASET, contract.Env.SM_MODEL_DIR, contract.Env.SM_OUTPUT_DATA_DIR):
+        for name in (
+            contract.Env.SM_CHANNEL_DATASET,
+            contract.Env.SM_CHANNEL_WEIGHTS,
+            contract.Env.SM_MODEL_DIR,
+            contract.Env.SM_OUTPUT_DATA_DIR,
+        ):
             environ.pop(name, None)
     return run_job(paths, environ, progress=not args.no_progress)

@@ -29,6 +29,7 @@ from sim2cloud.training.dataset_checks import DatasetError, DatasetSummary, chec
 from sim2cloud.training.hyperparameters import AUTO, HyperparameterError, Hyperparameters, load_hyperparameters
 
 SCRATCH_PREFIX = "sim2cloud-train-"
+
 """Scratch directory (Ultralytics run dir, dataset view, config dir) under the system temp dir."""
 
 
@@ -195,9 +196,52 @@ def _export(weights: Path, hp: Hyperparameters, summary: DatasetSummary, loc: Jo
         },
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    temporary = loc.model_dir / f".{contract.MODEL_JSON_NAME}.partial"
+    _write_card(loc.model_dir, card)
+
+
+def _write_card(model_dir: Path, card: dict[str, Any]) -> None:
+    temporary = model_dir / f".{contract.MODEL_JSON_NAME}.partial"
     temporary.write_text(json.dumps(card, indent=2))
-    temporary.replace(loc.model_dir / contract.MODEL_JSON_NAME)
+    temporary.replace(model_dir / contract.MODEL_JSON_NAME)
+
+
+def _measure_exported_model(summary: DatasetSummary, loc: JobLocations, progress: bool) -> None:
+    """The project's one mAP (sim2cloud.evaluation) of the exported model.onnx on the val split, into
+    model.json's ``metrics`` (what the quality gate reads); Ultralytics' numbers of the best epoch stay beside
+    them as ``training_validation``. evaluation.json and a detections picture go to the output data."""
+    from sim2cloud.evaluation.evaluate import model_predictor, run_evaluation
+
+    val_dir = summary.split_dirs.get(contract.VAL_SPLIT)
+    if val_dir is None or not summary.image_counts.get(contract.VAL_SPLIT):
+        return
+    document = run_evaluation(
+        model_predictor(loc.model_dir),
+        val_dir,
+        summary.class_names,
+        source=contract.MODEL_ONNX_NAME,
+        out_dir=loc.output_data_dir / contract.TRAINING_EVALUATION_DIR,
+        progress=progress,
+    )
+    card = json.loads((loc.model_dir / contract.MODEL_JSON_NAME).read_text())
+    card["training_validation"] = dict(card.get("metrics", {}))
+    card["metrics"] = {**card["training_validation"], "mAP50": document["mAP50"], "mAP50-95": document["mAP50-95"]}
+    card["metrics_source"] = {
+        "split": contract.VAL_SPLIT,
+        "model_file": contract.MODEL_ONNX_NAME,
+        "images": document["images"],
+        "definition": document["definition"],
+        "per_class": document["per_class"],
+    }
+    _write_card(loc.model_dir, card)
+    print(f"mAP50 {document['mAP50']:.4f} mAP50-95 {document['mAP50-95']:.4f} ({contract.MODEL_ONNX_NAME}, val)")
+
+
+def _keep_ultralytics_plots(run_dir: Path, destination: Path) -> None:
+    """Ultralytics' own plots of the final validation (confusion matrix, PR/F1 curves, val batches) and
+    results.png, out of the scratch run dir into the output data."""
+    for picture in sorted(run_dir.glob("*.png")) + sorted(run_dir.glob("*.jpg")):
+        destination.mkdir(parents=True, exist_ok=True)
+        callbacks.atomic_copy(picture, destination / picture.name)
 
 
 def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], progress: bool = True) -> Path:
@@ -236,6 +280,7 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
             model.add_callback("on_train_epoch_end", timer.end)
             model.add_callback("on_model_save", callbacks.EpochReporter(loc.checkpoint_dir, timer))
             model.add_callback("on_train_end", callbacks.CompletionMarker(loc.checkpoint_dir))
+            model.add_callback("on_fit_epoch_end", callbacks.final_plots)
             settings: dict[str, Any] = {
                 "data": str(data_yaml),
                 "epochs": hp.epochs,
@@ -253,7 +298,7 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
                 "device": device,
                 "amp": amp,
                 "pretrained": pretrained,
-                "plots": False,  # plots need fonts and time; the evaluation step draws the pictures
+                "plots": False,  # per-epoch plots cost time; FinalPlots turns them on for the final validation
                 "save_dir": str(run_dir),
                 "exist_ok": True,
                 "verbose": True,
@@ -272,6 +317,8 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
         if not best.is_file():
             raise TrainingFailure(f"training ended without a model: {best} was not written")
         _export(best, hp, summary, loc, device)
+        _measure_exported_model(summary, loc, progress)
+        _keep_ultralytics_plots(run_dir, loc.output_data_dir / contract.TRAINING_PLOTS_DIR)
         # SageMaker uploads output/data as output.tar.gz: the per-epoch history and Ultralytics' results table.
         loc.output_data_dir.mkdir(parents=True, exist_ok=True)
         for produced in (loc.checkpoint_dir / callbacks.METRICS_HISTORY_NAME, run_dir / "results.csv"):

@@ -7,6 +7,8 @@ package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries
 The render launcher also carries batch.yaml's rules (``sim2cloud/batch_config.py`` and the hyperparameter
 table it checks ``training:`` with) and PyYAML's pure-Python modules from the pinned install (the Lambda
 runtime has no YAML library; the optional C accelerator is platform-specific and left out).
+The model gate also carries the run report and the price table (``sim2cloud/report/``, ``sim2cloud/pricing.py``,
+stdlib only).
 Copies keep content only (no timestamps or permissions) so the asset hash changes only when code does.
 """
 
@@ -25,6 +27,14 @@ FUNCTION_EXTRA_FILES: dict[str, tuple[str, ...]] = {
         "sim2cloud/batch_config.py",
         "sim2cloud/training/__init__.py",
         "sim2cloud/training/hyperparameters.py",
+    ),
+    # The gate assembles runs/<run>/report.html after its decision: the report and the price table (stdlib).
+    "model_gate": (
+        "sim2cloud/pricing.py",
+        "sim2cloud/report/__init__.py",
+        "sim2cloud/report/collect.py",
+        "sim2cloud/report/render.py",
+        "sim2cloud/report/stored.py",
     ),
 }
 """Repository files (beyond the contract) a function's bundle carries, at the same relative path."""

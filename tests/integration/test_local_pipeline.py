@@ -4,10 +4,12 @@ package and an evaluation through a served endpoint. Tiny settings: 24 frames of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import shutil
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,15 +61,36 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "--hp", "patience=5",
         "--aws-endpoint", endpoint,
     ]  # fmt: skip
+    printed = _Tee(sys.stdout)
     try:
-        status = main(argv)
+        with contextlib.redirect_stdout(printed):
+            status = main(argv)
         assert status == 0, "sim2cloud demo failed: its output above names the stage and the reason"
         summary = json.loads((out / "summary.json").read_text())
         # Read moto's state with the demo's (dummy) credentials while the server still runs.
         with runner.patched_environ({"AWS_ENDPOINT_URL": endpoint, **runner.DUMMY_CREDENTIALS}):
-            yield {"status": status, "out": out, "summary": summary, "clients": Clients(), "meshes": meshes}
+            yield {
+                "status": status,
+                "out": out,
+                "summary": summary,
+                "clients": Clients(),
+                "meshes": meshes,
+                "printed": printed,
+            }
     finally:
         server.stop()
+
+
+class _Tee(io.StringIO):
+    """What the demo prints, kept for the assertions and still shown."""
+
+    def __init__(self, shown: Any) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def write(self, text: str) -> int:
+        self.shown.write(text)
+        return super().write(text)
 
 
 class Clients:
@@ -244,3 +267,19 @@ def test_job_logs_are_json_lines_without_carriage_returns(demo: dict[str, Any]) 
                 continue
             entry = json.loads(line)
             assert {"time", "level", "logger", "message"} <= set(entry), line
+
+
+def test_the_demo_ends_with_its_report(demo: dict[str, Any]) -> None:
+    """The report's path is the last thing printed; the page is self-contained and shows the run."""
+    from sim2cloud.report.render import SECTIONS
+
+    lines = [line for line in demo["printed"].getvalue().splitlines() if line.strip()]
+    report = Path(demo["summary"]["report"])
+    assert lines[-1].split() == ["report:", str(report)]
+    page = report.read_text()
+    for key, title in SECTIONS:
+        if key != "plots":  # a 1-epoch model: Ultralytics may draw no curves for it
+            assert "not available" not in page.split(f'<section id="{key}">')[1].split("</section>")[0], title
+    assert demo["summary"]["run"] in page and "sim2cloud demo" in page
+    assert demo["summary"]["cost"]["total_usd"] > 0
+    assert "through the served model.tar.gz" in page  # which model file each number is from

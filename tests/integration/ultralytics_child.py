@@ -8,6 +8,7 @@ processes); the tests keep to the same rule.
     python ultralytics_child.py train DATA_YAML WORK_DIR
         -> {"checked": {nc, names, train, val}, "warnings": [...], "last_pt": "..."}
     python ultralytics_child.py predict MODEL_PT IMGSZ IMAGE...  -> {"predictions": [{boxes, classes, conf}]}
+    python ultralytics_child.py val MODEL DATA_YAML IMGSZ RECT  -> {"mAP50": ..., "mAP50-95": ..., "per_class": {..}}
 """
 
 from __future__ import annotations
@@ -74,7 +75,31 @@ def predict(model_pt: str, imgsz: str, images: list[str]) -> dict[str, object]:
     return {"predictions": predictions}
 
 
+def val(model_file: str, data_yaml: str, imgsz: str, rect: str) -> dict[str, object]:
+    """Ultralytics' own val with its defaults (conf 0.001, iou 0.7, max_det 300) on any model file it loads;
+    ``rect`` true/false is its rect batching (for a .pt it pads each batch by half a stride)."""
+    from ultralytics import YOLO
+
+    metrics = YOLO(model_file, task="detect").val(
+        data=data_yaml, imgsz=int(imgsz), batch=1, device="cpu", plots=False, verbose=False, workers=0,
+        rect=rect == "true",
+    )  # fmt: skip
+    names = metrics.names
+    return {
+        "mAP50": float(metrics.box.map50),
+        "mAP50-95": float(metrics.box.map),
+        "per_class": {
+            names[int(c)]: float(ap) for c, ap in zip(metrics.box.ap_class_index, metrics.box.ap50, strict=True)
+        },
+    }
+
+
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
-    result = train(*rest) if command == "train" else predict(rest[0], rest[1], rest[2:])
+    if command == "train":
+        result = train(*rest)
+    elif command == "val":
+        result = val(*rest)
+    else:
+        result = predict(rest[0], rest[1], rest[2:])
     print(json.dumps(result))

@@ -20,9 +20,17 @@ EXTRA_FILES = {
         "sim2cloud/batch_config.py",
         "sim2cloud/training/__init__.py",
         "sim2cloud/training/hyperparameters.py",
-    )
+    ),
+    "model_gate": (
+        "sim2cloud/pricing.py",
+        "sim2cloud/report/__init__.py",
+        "sim2cloud/report/collect.py",
+        "sim2cloud/report/render.py",
+        "sim2cloud/report/stored.py",
+    ),
 }
-"""What the render launcher needs beyond the contract: batch.yaml's rules (stacks/constructs/lambda_bundle.py)."""
+"""What a bundle needs beyond the contract: batch.yaml's rules (render launcher), the run report and the price
+table (model gate); stacks/constructs/lambda_bundle.py."""
 VENDORED = {"render_launcher": ("yaml",)}
 HEAVY_MODULES = ("numpy", "torch", "ultralytics", "pxr", "moderngl", "aws_cdk", "yaml", "PIL", "trimesh")
 

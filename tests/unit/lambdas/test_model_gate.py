@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import tarfile
 from collections.abc import Callable
 from datetime import datetime
 from types import ModuleType
@@ -285,3 +288,61 @@ def test_bad_gate_settings_are_named(monkeypatch: pytest.MonkeyPatch, load_handl
         load_handler("model_gate").handler({}, LambdaContext("model-gate"))
     assert f"{Env.QUALITY_GATE_MAP50}=1.5 must be between 0.0 and 1.0" in str(err.value)
     assert f"{Env.MODEL_APPROVAL_MODE}='sometimes' is not one of ['auto', 'manual']" in str(err.value)
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _png() -> bytes:
+    # The smallest valid PNG (1x1 grey): the report embeds pictures as they are, it never decodes them.
+    return base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+    )
+
+
+def test_the_run_report_is_written_beside_the_decision(s3: Any, sagemaker: Any, gate: Any) -> None:
+    job = training_job(sagemaker, "sim2cloud-drop1-report01")
+    upload_model(s3, job, GOOD)
+    manifest = {"run": RUN, "class_names": ["mug"], "counts": {"val": {"images": 3, "per_class": {"mug": 4}}},
+                "preview": "preview.png"}  # fmt: skip
+    s3.put_object(Bucket=BUCKET, Key=f"datasets/{RUN}/manifest.json", Body=json.dumps(manifest).encode())
+    s3.put_object(Bucket=BUCKET, Key=f"datasets/{RUN}/preview.png", Body=_png())
+    artifact_key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    evaluation = {"mAP50": 0.82, "mAP50-95": 0.61, "images": 3, "per_class": {"mug": {"AP50": 0.82}}}
+    output = _tar_gz({
+        "evaluation/evaluation.json": json.dumps(evaluation).encode(),
+        "evaluation/detections.png": _png(),
+        "plots/BoxPR_curve.png": _png(),
+        "../escape.png": _png(),  # never extracted outside the scratch dir
+        "checkpoint.pt": b"x" * 100,  # not a report piece
+    })  # fmt: skip
+    s3.put_object(Bucket=BUCKET, Key=artifact_key.replace("model.tar.gz", "output.tar.gz"), Body=output)
+
+    gate(state_change(job, "Completed"))
+
+    page = s3.get_object(Bucket=BUCKET, Key=contract.run_report_key(RUN))["Body"].read().decode()
+    assert "meets the quality gate 0.5000" in page  # the decision and why
+    assert page.count('src="data:image/png;base64,') == 3  # preview, PR curve, detections
+    assert "training job (gate)" in page and "<code>model.onnx</code>" in page
+    assert "not available for this run" in page.split('<section id="cost">')[1]  # moto reports no billable time
+
+
+def test_a_report_that_cannot_be_written_leaves_the_decision_standing(s3: Any, sagemaker: Any, gate: Any) -> None:
+    job = training_job(sagemaker, "sim2cloud-drop1-report02")
+    upload_model(s3, job, GOOD)
+    artifact_key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    s3.put_object(Bucket=BUCKET, Key=artifact_key.replace("model.tar.gz", "output.tar.gz"), Body=b"not a tar")
+
+    outcome = gate(state_change(job, "Completed"))
+
+    assert outcome["action"] == "registered" and outcome["approval_status"] == "Approved"
+    assert packages(sagemaker)[0]["ModelApprovalStatus"] == "Approved"
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=BUCKET, Key=contract.run_report_key(RUN))

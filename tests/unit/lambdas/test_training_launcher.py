@@ -153,6 +153,12 @@ def test_on_demand_and_local_storage_instances(load_handler: Any, training_env: 
     assert "VolumeKmsKeyId" not in request["ResourceConfig"]  # g5 has NVMe instance storage
     assert request["CheckpointConfig"]["S3Uri"].endswith("models/r/checkpoints/")
     assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["dataset", "weights"]
+    assert request["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/weights/yolov8n.pt"
+    assert request["HyperParameters"]["model"] == "yolov8n.pt"  # the job loads the channel's file
+    own = logic.training_job_request(
+        logic.TrainingLauncherSettings.from_env(dict(os.environ)), "r", {"training": {"model": "yolov8s.yaml"}}
+    )
+    assert own["HyperParameters"]["model"] == "yolov8s.yaml"  # the batch's training: section still wins
     assert logic.volume_kms_allowed("ml.m5.xlarge") and logic.volume_kms_allowed("ml.p3.2xlarge")
     assert not logic.volume_kms_allowed("ml.g4dn.xlarge") and not logic.volume_kms_allowed("ml.p4d.24xlarge")
 

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -11,6 +16,11 @@ from sim2cloud.evaluation.metrics import (
     evaluate,
     match_image,
 )
+
+PERFECT = 0.995
+"""Ultralytics' AP of a perfect result: the trapezoid's last step falls to the precision-0 sentinel at recall 1."""
+HALF_RECALL = 0.495
+"""Precision 1 up to recall 0.5, nothing after: half of PERFECT."""
 
 TRUTH = [
     ImageTruth(np.array([[10, 10, 50, 50], [60, 60, 100, 90]], float), np.array([0, 1])),
@@ -37,8 +47,8 @@ def test_perfect_predictions_score_one() -> None:
         [t.boxes.tolist() for t in TRUTH], [t.classes.tolist() for t in TRUTH], [[0.9, 0.8], [0.7]]
     )
     result = evaluate(TRUTH, predictions, n_classes=2)
-    assert result.map50 == pytest.approx(1.0)
-    assert result.map50_95 == pytest.approx(1.0)
+    assert result.map50 == pytest.approx(PERFECT)
+    assert result.map50_95 == pytest.approx(PERFECT)
     assert result.per_class[1].ground_truth == 1
 
 
@@ -54,14 +64,14 @@ def test_wrong_class_is_not_a_match() -> None:
 
 
 def test_half_recall_gives_half_ap() -> None:
-    # Class 0 has two boxes; only one is found (class 1 found perfectly): AP0 = 51/101 points at recall <= 0.5.
+    # Class 0 has two boxes; only one is found (class 1 found perfectly): precision 1 up to recall 0.5.
     predictions = _predictions(
         [[TRUTH[0].boxes[0].tolist(), TRUTH[0].boxes[1].tolist()], []], [[0, 1], []], [[0.9, 0.8], []]
     )
     result = evaluate(TRUTH, predictions, n_classes=2)
-    assert result.per_class[0].ap50 == pytest.approx(51 / 101)
-    assert result.per_class[1].ap50 == pytest.approx(1.0)
-    assert result.map50 == pytest.approx((51 / 101 + 1) / 2)
+    assert result.per_class[0].ap50 == pytest.approx(HALF_RECALL)
+    assert result.per_class[1].ap50 == pytest.approx(PERFECT)
+    assert result.map50 == pytest.approx((HALF_RECALL + PERFECT) / 2)
 
 
 def test_shifted_box_counts_only_at_low_iou_thresholds() -> None:
@@ -69,21 +79,21 @@ def test_shifted_box_counts_only_at_low_iou_thresholds() -> None:
     truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([0]))]
     predictions = _predictions([[[4, 0, 44, 40]]], [[0]], [[0.9]])
     result = evaluate(truth, predictions, n_classes=1)
-    assert result.map50 == pytest.approx(1.0)
-    assert result.map50_95 == pytest.approx(0.7)
+    assert result.map50 == pytest.approx(PERFECT)
+    assert result.map50_95 == pytest.approx(0.7 * PERFECT)
 
 
 def test_a_confident_false_positive_lowers_precision() -> None:
     truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([0]))]
     predictions = _predictions([[[50, 50, 90, 90], [0, 0, 40, 40]]], [[0, 0]], [[0.95, 0.5]])
-    # The true positive arrives second: precision 0.5 at recall 1.0 -> AP 0.5.
-    assert evaluate(truth, predictions, n_classes=1).map50 == pytest.approx(0.5)
+    # The true positive arrives second: precision 0.5 up to recall 1.0 -> AP 0.5 less the last half-step.
+    assert evaluate(truth, predictions, n_classes=1).map50 == pytest.approx(0.4975)
 
 
 def test_duplicate_detections_are_false_positives() -> None:
     truth = [ImageTruth(np.array([[0, 0, 40, 40]], float), np.array([0]))]
     predictions = _predictions([[[0, 0, 40, 40], [0, 0, 40, 40]]], [[0, 0]], [[0.9, 0.8]])
-    assert evaluate(truth, predictions, n_classes=1).map50 == pytest.approx(1.0)  # recall reached before the FP
+    assert evaluate(truth, predictions, n_classes=1).map50 == pytest.approx(PERFECT)  # recall reached before the FP
 
 
 def test_classes_without_ground_truth_are_left_out() -> None:
@@ -91,30 +101,30 @@ def test_classes_without_ground_truth_are_left_out() -> None:
     predictions = _predictions([[[0, 0, 40, 40]]], [[0]], [[0.9]])
     result = evaluate(truth, predictions, n_classes=3)
     assert set(result.per_class) == {0}
-    assert result.map50 == pytest.approx(1.0)
+    assert result.map50 == pytest.approx(PERFECT)
 
 
 def test_one_ground_truth_box_is_matched_at_most_once() -> None:
     # Two boxes of class 0; two confident detections both on the first one and none on the second. The second
-    # detection is a false positive: recall stops at 0.5 (AP 51/101), it must not count the box twice (AP 1.0).
+    # detection is a false positive: recall stops at 0.5, it must not count the box twice (AP of a perfect result).
     truth = [ImageTruth(np.array([[0, 0, 40, 40], [60, 60, 100, 100]], float), np.array([0, 0]))]
     predictions = _predictions([[[0, 0, 40, 40], [1, 0, 41, 40]]], [[0, 0]], [[0.9, 0.8]])
     scores, tp = match_image(truth[0], predictions[0], class_id=0)
     assert scores.tolist() == [0.9, 0.8]
     assert tp[:, 0].tolist() == [True, False]
     result = evaluate(truth, predictions, n_classes=1)
-    assert result.map50 == pytest.approx(51 / 101)
+    assert result.map50 == pytest.approx(HALF_RECALL)
     assert result.per_class[0].predictions == 2 and result.per_class[0].ground_truth == 2
 
 
 def test_a_match_just_over_half_overlap_counts_for_map50_only() -> None:
-    # IoU 0.52: a hit at the 0.50 threshold (AP50 1.0) and at none of the nine stricter ones (mAP50-95 0.1).
+    # IoU 0.52: a hit at the 0.50 threshold (AP50 perfect) and at none of the nine stricter ones.
     truth = [ImageTruth(np.array([[0, 0, 100, 100]], float), np.array([0]))]
     predictions = _predictions([[[0, 0, 100, 52]]], [[0]], [[0.9]])
     result = evaluate(truth, predictions, n_classes=1)
-    assert result.per_class[0].ap50 == pytest.approx(1.0)
-    assert result.map50 == pytest.approx(1.0)
-    assert result.map50_95 == pytest.approx(0.1)
+    assert result.per_class[0].ap50 == pytest.approx(PERFECT)
+    assert result.map50 == pytest.approx(PERFECT)
+    assert result.map50_95 == pytest.approx(0.1 * PERFECT)
 
 
 def test_a_class_without_ground_truth_does_not_end_the_evaluation() -> None:
@@ -123,10 +133,49 @@ def test_a_class_without_ground_truth_does_not_end_the_evaluation() -> None:
     predictions = _predictions([[[0, 0, 40, 40], [50, 50, 60, 60]]], [[2, 0]], [[0.9, 0.8]])
     result = evaluate(truth, predictions, n_classes=3)
     assert set(result.per_class) == {2}
-    assert result.map50 == pytest.approx(1.0)
+    assert result.map50 == pytest.approx(PERFECT)
 
 
 def test_average_precision_without_ground_truth_is_undefined() -> None:
     aps = average_precision(np.zeros((0, 10), dtype=bool), np.zeros(0), n_truth=0)
     assert aps.shape == (10,)
     assert np.isnan(aps).all()
+
+
+ULTRALYTICS_AP = """
+import json, sys
+import numpy as np
+from ultralytics.utils.metrics import ap_per_class
+cases = json.load(sys.stdin)
+out = []
+for case in cases:
+    tp, scores, n_truth = np.array(case["tp"], bool), np.array(case["scores"]), case["n_truth"]
+    out.append(ap_per_class(tp, scores, np.zeros(len(scores)), np.zeros(n_truth))[5][0].tolist())
+print(json.dumps(out))
+"""
+
+
+def test_average_precision_equals_ultralytics_ap_per_class() -> None:
+    # The one AP definition is Ultralytics' val: random match outcomes, scores and truth counts must give the
+    # same per-threshold AP as ultralytics.utils.metrics.ap_per_class (in a child: torch stays out of this
+    # process, tests/conftest.py says why).
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(20):
+        n_pred = int(rng.integers(1, 60))
+        tp = rng.random((n_pred, 10)) < np.linspace(0.8, 0.1, 10)
+        cases.append({"tp": tp.tolist(), "scores": rng.random(n_pred).tolist(), "n_truth": int(rng.integers(1, 30))})
+    completed = subprocess.run(
+        [sys.executable, "-c", ULTRALYTICS_AP],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "YOLO_OFFLINE": "1"},
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    references = json.loads(completed.stdout.strip().splitlines()[-1])
+    for case, reference in zip(cases, references, strict=True):
+        ours = average_precision(np.array(case["tp"], bool), np.array(case["scores"]), case["n_truth"])
+        assert ours == pytest.approx(reference, abs=1e-6)
