@@ -14,7 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from sim2cloud import contract
+from sim2cloud import contract, wiring
 from stacks.base import PipelineStack
 from stacks.config import EnvironmentSettings
 from stacks.constructs.bucket_access import grant_prefixes
@@ -31,14 +31,16 @@ IMAGE_ENTRYPOINT = "/opt/sim2cloud/entrypoint.sh"
 """Our image (containers/isaac-sim) replaces Isaac Sim's streaming-app entrypoint with this script, which runs
 ``/isaac-sim/python.sh -m isaac_jobs.cloud <mode>``. Batch job definitions have no entrypoint field, so the
 job's ``command`` overrides the image's CMD: the mode of that script."""
-RENDER_COMMAND = ["shard", "--no-progress"]
-FINALIZE_COMMAND = ["finalize", "--no-progress"]
+RENDER_COMMAND = wiring.job_command(wiring.RENDER_JOB, progress=False)
+FINALIZE_COMMAND = wiring.job_command(wiring.FINALIZE_JOB, progress=False)
 ISAAC_CACHE_PATHS = {
     # container path -> folder under the instance-store mount (shader/kit caches survive between jobs on a host)
     "/isaac-sim/kit/cache": "kit-cache",
     "/isaac-sim/.cache": "ov-cache",
     "/isaac-sim/.nv/ComputeCache": "compute-cache",
 }
+ISAAC_VARIABLES = {"ACCEPT_EULA": "Y"}
+"""The Isaac Sim image starts only with its EULA accepted."""
 WORK_DIR = "/scratch"
 """SIM2CLOUD_WORK_DIR in the image; mounted from the instance store below."""
 
@@ -94,12 +96,7 @@ class RenderStack(PipelineStack):
         logging = ecs.LogDrivers.aws_logs(stream_prefix="render", log_group=log_group)
         repository = repository_named(self, "IsaacSimImage", names.isaac_sim_repository)
         image = ecs.ContainerImage.from_ecr_repository(repository, tag=settings.image_tag)
-        common_env = {
-            contract.Env.DATA_BUCKET: names.data_bucket,
-            contract.Env.ENVIRONMENT: settings.name,
-            contract.Env.LOG_LEVEL: "INFO",
-            contract.Env.WORK_DIR: WORK_DIR,
-        }
+        common_env = wiring.common_environment(names.data_bucket, settings.name)
 
         render_role = iam.Role(self, "RenderJobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
         grant_prefixes(
@@ -132,7 +129,9 @@ class RenderStack(PipelineStack):
             gpu=1,
             # Overrides the image's CMD; its ENTRYPOINT (IMAGE_ENTRYPOINT) replaced the streaming app.
             command=RENDER_COMMAND,
-            environment={**common_env, "ACCEPT_EULA": "Y", contract.Env.RENDER_BACKEND: "isaac"},
+            environment=wiring.job_environment(
+                wiring.RENDER_JOB, common_env, WORK_DIR, render_backend="isaac", image_variables=ISAAC_VARIABLES
+            ),
             job_role=render_role,
             linux_parameters=batch.LinuxParameters(
                 self, "RenderLinux", shared_memory_size=cdk.Size.mebibytes(render.shared_memory_mib)
@@ -173,7 +172,9 @@ class RenderStack(PipelineStack):
             memory=cdk.Size.mebibytes(render.finalize_memory_mib),
             # Same image (it holds isaac_jobs), no GPU: merging shards is file work.
             command=FINALIZE_COMMAND,
-            environment={**common_env, "ACCEPT_EULA": "Y"},
+            environment=wiring.job_environment(
+                wiring.FINALIZE_JOB, common_env, WORK_DIR, render_backend="isaac", image_variables=ISAAC_VARIABLES
+            ),
             job_role=finalize_role,
             logging=logging,
         )
@@ -189,11 +190,16 @@ class RenderStack(PipelineStack):
         )
 
         # Render failures reach people: every FAILED job of our queue goes to the failure topic.
+        failed = wiring.rule("RenderJobFailed")
         events.Rule(
             self,
-            "RenderJobFailed",
+            failed.name,
             rule_name=names.batch_failure_rule,
-            event_pattern=event_pattern(contract.batch_job_failed_pattern(self.job_queue.job_queue_arn)),
+            event_pattern=event_pattern(
+                failed.pattern(
+                    wiring.RuleInputs(data_bucket=names.data_bucket, job_queue_arn=self.job_queue.job_queue_arn)
+                )
+            ),
             # The Monitoring stack's topic policy lets exactly this rule (by its fixed name) publish.
             targets=[PreauthorizedTopic(failure_topic)],
         )

@@ -3,7 +3,6 @@ package group the gate registers models in (the YOLO image's repository is in th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from sim2cloud import contract
+from sim2cloud import contract, wiring
 from stacks.base import PipelineStack
 from stacks.config import EnvironmentSettings
 from stacks.constructs.arns import arn, nag_resource
@@ -93,19 +92,15 @@ class TrainingStack(PipelineStack):
         )
         self.model_package_group.apply_removal_policy(settings.removal_policy)
 
-        common = {
-            contract.Env.DATA_BUCKET: bucket,
-            contract.Env.ENVIRONMENT: settings.name,
-            contract.Env.LOG_LEVEL: "INFO",
-        }
+        common = wiring.common_environment(bucket, settings.name)
 
-        def function(construct_id: str, folder: str, name: str, environment: dict[str, str]) -> PipelineFunction:
+        def function(folder: str, name: str, environment: dict[str, str]) -> PipelineFunction:
             created = PipelineFunction(
                 self,
-                construct_id,
+                wiring.FUNCTIONS[folder].construct_id,
                 source_folder=folder,
                 function_name=name,
-                environment={**common, **environment},
+                environment=wiring.function_environment(folder, {**common, **environment}),
                 key=self.key,
                 bundle_root=bundle_root,
                 log_retention_days=settings.log_retention_days,
@@ -116,8 +111,7 @@ class TrainingStack(PipelineStack):
             return created
 
         render_launcher = function(
-            "RenderLauncher",
-            "render_launcher",
+            wiring.RENDER_LAUNCHER,
             names.render_launcher_function,
             {
                 contract.Env.JOB_QUEUE: job_queue.job_queue_arn,
@@ -127,8 +121,7 @@ class TrainingStack(PipelineStack):
             },
         )
         training_launcher = function(
-            "TrainingLauncher",
-            "training_launcher",
+            wiring.TRAINING_LAUNCHER,
             names.training_launcher_function,
             {
                 contract.Env.TRAINING_IMAGE_URI: self.repository.repository_uri_for_tag(settings.image_tag),
@@ -136,15 +129,12 @@ class TrainingStack(PipelineStack):
                 contract.Env.TRAINING_INSTANCE_TYPE: settings.training.instance_type,
                 contract.Env.TRAINING_USE_SPOT: str(settings.training.use_spot).lower(),
                 contract.Env.TRAINING_MAX_RUNTIME_SECONDS: str(settings.training.max_runtime_seconds),
-                contract.Env.TRAINING_HYPERPARAMETERS: json.dumps(
-                    contract.DEFAULT_TRAINING_HYPERPARAMETERS, sort_keys=True
-                ),
+                contract.Env.TRAINING_HYPERPARAMETERS: wiring.training_hyperparameters_variable(),
                 contract.Env.KMS_KEY_ARN: data_key.key_arn,
             },
         )
         model_gate = function(
-            "ModelGate",
-            "model_gate",
+            wiring.MODEL_GATE,
             names.model_gate_function,
             {
                 contract.Env.MODEL_PACKAGE_GROUP: names.model_package_group,
@@ -289,28 +279,20 @@ class TrainingStack(PipelineStack):
         )
         self.dead_letter_queues.append(quiet_dlq)
         render_launcher.function.add_event_source(
-            sources.SqsEventSource(quiet_queue, batch_size=10, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                quiet_queue, batch_size=wiring.QUIET_PERIOD_BATCH_SIZE, report_batch_item_failures=True
+            )
         )
-        self._rule(
-            "MeshCreated",
-            contract.mesh_created_pattern(bucket),
-            lambda dlq: targets.SqsQueue(quiet_queue, dead_letter_queue=dlq, retry_attempts=8),
-        )
-        self._rule(
-            "BatchConfigCreated",
-            contract.batch_config_created_pattern(bucket),
-            lambda dlq: targets.LambdaFunction(render_launcher.function, dead_letter_queue=dlq, retry_attempts=8),
-        )
-        self._rule(
-            "DatasetManifestCreated",
-            contract.dataset_manifest_created_pattern(bucket),
-            lambda dlq: targets.LambdaFunction(training_launcher.function, dead_letter_queue=dlq, retry_attempts=8),
-        )
-        self._rule(
-            "TrainingStateChange",
-            contract.training_state_change_pattern(),
-            lambda dlq: targets.LambdaFunction(model_gate.function, dead_letter_queue=dlq, retry_attempts=8),
-        )
+        targets_here: dict[str, Any] = {
+            wiring.QUIET_PERIOD_QUEUE: lambda dlq: targets.SqsQueue(
+                quiet_queue, dead_letter_queue=dlq, retry_attempts=8
+            ),
+            **{name: _function_target(created.function) for name, created in self.functions.items()},
+        }
+        inputs = wiring.RuleInputs(data_bucket=bucket, job_queue_arn=job_queue.job_queue_arn)
+        for wired in wiring.RULES:
+            if wired.target in targets_here:
+                self._rule(wired.name, wired.pattern(inputs), targets_here[wired.target])
 
         # Anything in a dead-letter queue is a failure a person must see.
         for queue in self.dead_letter_queues:
@@ -385,6 +367,10 @@ class TrainingStack(PipelineStack):
             applies_to=(nag_resource("logs", f"{SAGEMAKER_TRAINING_LOG_GROUP}:*"),),
         )
         return role
+
+
+def _function_target(function: Any) -> Any:
+    return lambda dlq: targets.LambdaFunction(function, dead_letter_queue=dlq, retry_attempts=8)
 
 
 def _any_revision(job_definition_name: str) -> str:

@@ -2,7 +2,7 @@
 
 Real parts only: a moto server on 127.0.0.1 is AWS (real HTTP, real boto3 calls, in this process and in
 every job process through ``AWS_ENDPOINT_URL``); the three Lambda handlers are imported from the bundles
-CDK deploys (``stacks/constructs/lambda_bundle.py``) and invoked with events of the real shapes, routed by
+CDK deploys (``sim2cloud/lambda_bundle.py``) and invoked with events of the real shapes, routed by
 the contract's EventBridge patterns; the Batch and SageMaker jobs they submit are read back from moto and
 run by :mod:`sim2cloud.local.executor` with their real entrypoints.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-from sim2cloud import contract
+from sim2cloud import contract, wiring
 from sim2cloud.contract import Env
 from sim2cloud.local import events, executor
 
@@ -55,8 +55,8 @@ FAILURE_TOPIC: Final = "sim2cloud-local-failures"
 LOCAL_TRAINING_IMAGE: Final = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sim2cloud-local-yolo:demo"
 """Recorded in the training request and the model package; locally the image is this checkout."""
 LOCAL_TRAINING_INSTANCE: Final = "ml.c6i.xlarge"
-LOCAL_QUALITY_GATE_MAP50: Final = 0.5
-"""The dev environment's gate (stacks/config.py)."""
+LOCAL_QUALITY_GATE: Final = wiring.QUALITY_GATES[wiring.LOCAL_GATE_OF]
+"""The model gate's threshold and approval mode (the dev environment's)."""
 
 DEMO_IMGSZ: Final = 128
 """The demo trains and renders at this size: rendered at the training size, nothing is resized, and on 2 CPU
@@ -89,7 +89,7 @@ mosaic in the first 3 epochs only (at 128 px a mosaic shrinks the objects to a f
 user's: shard markers -> manifest -> the launcher's request. The environments' defaults
 (``contract.DEFAULT_TRAINING_HYPERPARAMETERS``) are what a batch without it gets."""
 
-FUNCTIONS: Final = ("render_launcher", "training_launcher", "model_gate")
+FUNCTIONS: Final = tuple(wiring.FUNCTIONS)
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DUMMY_CREDENTIALS: Final = {
     "AWS_ACCESS_KEY_ID": "sim2cloud-local",
@@ -268,6 +268,24 @@ class LocalResources:
     quiet_queue_arn: str
 
 
+def local_job_definitions(work_dir: Path) -> dict[str, dict[str, Any]]:
+    """The render stack's job definitions (sim2cloud/wiring.py) as Batch container properties: the GL backend
+    instead of Isaac Sim, a local work dir instead of the instance store, and progress bars on (the cloud
+    passes --no-progress for its logs)."""
+    common = wiring.common_environment(LOCAL_BUCKET, LOCAL_ENVIRONMENT)
+    definitions = {}
+    for name, job in ((RENDER_DEFINITION, wiring.RENDER_JOB), (FINALIZE_DEFINITION, wiring.FINALIZE_JOB)):
+        env = wiring.job_environment(job, common, str(work_dir), render_backend="gl")
+        definitions[name] = {
+            "image": "sim2cloud-local-render:demo",
+            "vcpus": 2,
+            "memory": 4096,
+            "command": wiring.job_command(job, progress=True),
+            "environment": [{"name": k, "value": v} for k, v in env.items()],
+        }
+    return definitions
+
+
 def create_resources(work_dir: Path) -> LocalResources:
     import boto3
 
@@ -289,30 +307,12 @@ def create_resources(work_dir: Path) -> LocalResources:
         priority=1,
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
     )
-    # The render stack's job definitions: same environment names; the GL backend instead of Isaac Sim, a local
-    # work dir instead of the instance store, and progress bars on (the cloud passes --no-progress for logs).
-    common = {
-        Env.DATA_BUCKET: LOCAL_BUCKET,
-        Env.ENVIRONMENT: LOCAL_ENVIRONMENT,
-        Env.LOG_LEVEL: "INFO",
-        Env.WORK_DIR: str(work_dir),
+    definitions = {
+        name: batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=properties)[
+            "jobDefinitionArn"
+        ]
+        for name, properties in local_job_definitions(work_dir).items()
     }
-    definitions = {}
-    for name, command, env in (
-        (RENDER_DEFINITION, ["shard"], {**common, Env.RENDER_BACKEND: "gl"}),
-        (FINALIZE_DEFINITION, ["finalize"], common),
-    ):
-        definitions[name] = batch.register_job_definition(
-            jobDefinitionName=name,
-            type="container",
-            containerProperties={
-                "image": "sim2cloud-local-render:demo",
-                "vcpus": 2,
-                "memory": 4096,
-                "command": command,
-                "environment": [{"name": k, "value": v} for k, v in env.items()],
-            },
-        )["jobDefinitionArn"]
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_model_package_group(
         ModelPackageGroupName=MODEL_PACKAGE_GROUP,
@@ -336,37 +336,43 @@ def create_resources(work_dir: Path) -> LocalResources:
 
 
 def function_environments(resources: LocalResources, frames_per_shard: int) -> dict[str, dict[str, str]]:
-    """The environment CDK gives each function (stacks/training_stack.py), with local values; plus
-    ``SIM2CLOUD_FRAMES_PER_SHARD`` (CDK leaves the launcher's default, 50), so a small demo still renders an
-    array job of a few children instead of one process per 50 frames on two cores."""
-    common = {Env.DATA_BUCKET: resources.bucket, Env.ENVIRONMENT: LOCAL_ENVIRONMENT, Env.LOG_LEVEL: "INFO"}
-    return {
-        "render_launcher": {
-            **common,
+    """The environment the stacks give each function (sim2cloud/wiring.py), with local values; plus
+    ``SIM2CLOUD_FRAMES_PER_SHARD`` (the stacks leave the launcher's default, 50), so a small demo still renders
+    an array job of a few children instead of one process per 50 frames on two cores."""
+    common = wiring.common_environment(resources.bucket, LOCAL_ENVIRONMENT)
+    values = {
+        wiring.RENDER_LAUNCHER: {
             Env.JOB_QUEUE: resources.job_queue_arn,
             Env.RENDER_JOB_DEFINITION: resources.render_definition_arn,
             Env.FINALIZE_JOB_DEFINITION: resources.finalize_definition_arn,
             Env.QUIET_PERIOD_SECONDS: "0",
             Env.FRAMES_PER_SHARD: str(frames_per_shard),
         },
-        "training_launcher": {
-            **common,
+        wiring.TRAINING_LAUNCHER: {
             Env.TRAINING_IMAGE_URI: LOCAL_TRAINING_IMAGE,
             Env.TRAINING_ROLE_ARN: resources.training_role_arn,
             Env.TRAINING_INSTANCE_TYPE: LOCAL_TRAINING_INSTANCE,
             Env.TRAINING_USE_SPOT: "true",
             Env.TRAINING_MAX_RUNTIME_SECONDS: str(6 * 3600),
-            Env.TRAINING_HYPERPARAMETERS: json.dumps(contract.DEFAULT_TRAINING_HYPERPARAMETERS, sort_keys=True),
+            Env.TRAINING_HYPERPARAMETERS: wiring.training_hyperparameters_variable(),
             Env.KMS_KEY_ARN: resources.kms_key_arn,
         },
-        "model_gate": {
-            **common,
+        wiring.MODEL_GATE: {
             Env.MODEL_PACKAGE_GROUP: resources.model_package_group,
-            Env.QUALITY_GATE_MAP50: str(LOCAL_QUALITY_GATE_MAP50),
-            Env.MODEL_APPROVAL_MODE: "auto",
+            Env.QUALITY_GATE_MAP50: str(LOCAL_QUALITY_GATE.map50),
+            Env.MODEL_APPROVAL_MODE: LOCAL_QUALITY_GATE.approval_mode,
             Env.FAILURE_TOPIC_ARN: resources.failure_topic_arn,
         },
     }
+    return {name: wiring.function_environment(name, {**common, **values[name]}) for name in wiring.FUNCTIONS}
+
+
+def local_rules(
+    resources: LocalResources, deliver: Callable[[str], Callable[[dict[str, Any]], Any]]
+) -> list[events.Rule]:
+    """Every rule of sim2cloud/wiring.py with its pattern, its target delivered by ``deliver(target)``."""
+    inputs = wiring.RuleInputs(data_bucket=resources.bucket, job_queue_arn=resources.job_queue_arn)
+    return [events.Rule(rule.name, rule.pattern(inputs), deliver(rule.target)) for rule in wiring.RULES]
 
 
 # --------------------------------------------------------------------------------------
@@ -377,18 +383,10 @@ def _is_bundle_module(name: str) -> bool:
 
 
 def build_bundle(function: str, out_root: Path) -> Path:
-    """``stacks.constructs.lambda_bundle.build_lambda_bundle`` (loaded by path: ``stacks`` is not installed)."""
-    import importlib.util
+    """The function's bundle, staged as the stacks stage it (:func:`sim2cloud.lambda_bundle.build_lambda_bundle`)."""
+    from sim2cloud.lambda_bundle import build_lambda_bundle
 
-    path = REPO_ROOT / "stacks" / "constructs" / "lambda_bundle.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the demo runs from a checkout of the repository")
-    spec = importlib.util.spec_from_file_location("sim2cloud_local_lambda_bundle", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    bundle: Path = module.build_lambda_bundle(function, out_root)
-    return bundle
+    return build_lambda_bundle(function, out_root)
 
 
 def import_from_bundle(bundle: Path, *names: str) -> list[ModuleType]:
@@ -563,32 +561,28 @@ def run_demo(settings: DemoSettings) -> DemoResult:
                 for name in FUNCTIONS
             }
             _say(f"moto at {endpoint}; bucket s3://{resources.bucket}; queue {resources.job_queue_arn}")
-            _say(f"Lambda bundles from stacks/constructs/lambda_bundle.py; their logs in {logs}")
+            _say(f"Lambda bundles from sim2cloud/lambda_bundle.py; their logs in {logs}")
         delivered: dict[str, list[dict[str, Any]]] = {name: [] for name in FUNCTIONS}
         quiet_queue: list[dict[str, Any]] = []
 
-        def deliver(function: str) -> Callable[[dict[str, Any]], Any]:
-            def target(event: dict[str, Any]) -> Any:
-                response = functions[function].invoke(event)
-                delivered[function].append(response)
+        def deliver(target: str) -> Callable[[dict[str, Any]], Any]:
+            """The local delivery of a rule target of sim2cloud/wiring.py."""
+            if target == wiring.QUIET_PERIOD_QUEUE:
+                return quiet_queue.append
+            if target == wiring.FAILURE_TOPIC:
+                sns = boto3.client("sns")
+                return lambda event: sns.publish(TopicArn=resources.failure_topic_arn, Message=json.dumps(event))
+            if target not in functions:
+                raise ValueError(f"rule target {target!r} has no local delivery")
+
+            def invoke(event: dict[str, Any]) -> Any:
+                response = functions[target].invoke(event)
+                delivered[target].append(response)
                 return response
 
-            return target
+            return invoke
 
-        rules = [
-            events.Rule("MeshCreated", contract.mesh_created_pattern(resources.bucket), quiet_queue.append),
-            events.Rule(
-                "BatchConfigCreated",
-                contract.batch_config_created_pattern(resources.bucket),
-                deliver("render_launcher"),
-            ),
-            events.Rule(
-                "DatasetManifestCreated",
-                contract.dataset_manifest_created_pattern(resources.bucket),
-                deliver("training_launcher"),
-            ),
-            events.Rule("TrainingStateChange", contract.training_state_change_pattern(), deliver("model_gate")),
-        ]
+        rules = local_rules(resources, deliver)
 
         def route(batch_of_events: list[dict[str, Any]]) -> dict[str, int]:
             counts: dict[str, int] = {}
@@ -614,12 +608,13 @@ def run_demo(settings: DemoSettings) -> DemoResult:
             )
             counts = route(uploaded)
             _say(f"{len(uploaded)} Object Created events; rules matched: {counts}")
-            # The quiet-period queue delivers after the uploads (delay 0 locally), in SQS batches of 10.
-            for start in range(0, len(quiet_queue), 10):
+            # The quiet-period queue delivers after the uploads (delay 0 locally), in SQS batches.
+            size = wiring.QUIET_PERIOD_BATCH_SIZE
+            for start in range(0, len(quiet_queue), size):
                 invocation = events.sqs_invocation(
-                    quiet_queue[start : start + 10], queue_arn=resources.quiet_queue_arn, region=REGION
+                    quiet_queue[start : start + size], queue_arn=resources.quiet_queue_arn, region=REGION
                 )
-                response = deliver("render_launcher")(invocation)
+                response = deliver(wiring.RENDER_LAUNCHER)(invocation)
                 if response.get("batchItemFailures"):
                     raise RuntimeError(f"render launcher failed SQS records: {response['batchItemFailures']}")
             actions = [o.get("action") for r in delivered["render_launcher"] for o in _outcomes(r)]

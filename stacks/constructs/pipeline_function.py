@@ -13,8 +13,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from sim2cloud.lambda_bundle import build_lambda_bundle
 from stacks.constructs.encryption import encrypted_log_group
-from stacks.constructs.lambda_bundle import build_lambda_bundle
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.secure_queue import dead_letter_queue
 

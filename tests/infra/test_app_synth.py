@@ -10,8 +10,8 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 from infra_assembly import Synthesized
 
+from sim2cloud.lambda_bundle import LAMBDA_ROOT, build_lambda_bundle
 from stacks.config import ENVIRONMENTS, load_settings
-from stacks.constructs.lambda_bundle import LAMBDA_ROOT, build_lambda_bundle
 from stacks.pipeline import build_app
 
 LIFECYCLES = ("Storage", "Monitoring", "Registries", "Render", "Training", "Endpoint", "CiAccess")

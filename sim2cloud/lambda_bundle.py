@@ -1,5 +1,6 @@
 """Lambda code bundling without Docker: copy the handler's modules plus the shared packages into a staging
-folder that ``lambda_.Code.from_asset`` hashes.
+folder that ``lambda_.Code.from_asset`` hashes (stacks/constructs/pipeline_function.py) and that the local
+runner imports its handlers from. Stdlib only, in the installed package, so both import it by name.
 
 The bundle holds only what the handlers import: ``lambda/<function>/*.py`` at the root (``handler.handler``),
 ``lambda/shared/*.py`` as package ``shared/`` and ``sim2cloud/__init__.py`` + ``sim2cloud/contract.py`` as
@@ -12,7 +13,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout: the Lambda sources (lambda/) are not part of the installed package."""
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 SHARED_PACKAGE = "shared"
 CONTRACT_FILES = ("__init__.py", "contract.py")
@@ -32,6 +34,8 @@ def build_lambda_bundle(function_name: str, out_root: Path) -> Path:
     stack can never deploy an empty Lambda.
     """
     source = LAMBDA_ROOT / function_name
+    if not LAMBDA_ROOT.is_dir():
+        raise FileNotFoundError(f"{LAMBDA_ROOT}: Lambda bundles are built from a checkout of the repository")
     if not (source / "handler.py").is_file():
         raise FileNotFoundError(f"Lambda {function_name!r}: expected {source / 'handler.py'} (entry handler.handler)")
     staging = out_root / function_name
