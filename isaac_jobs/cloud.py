@@ -29,14 +29,15 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
 
 from isaac_jobs.backends import BACKENDS
-from sim2cloud import contract
+from sim2cloud import contract, s3_transfer
 from sim2cloud.contract import Env
+from sim2cloud.s3_transfer import is_not_found, iter_objects
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -202,31 +203,14 @@ def s3_client() -> S3Client:
     return boto3.client("s3")
 
 
-def iter_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            yield dict(item)
-
-
 def object_exists(s3: S3Client, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
     try:
         s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+    except Exception as err:
+        if is_not_found(err):
             return False
         raise
     return True
-
-
-def _safe_relative(key: str, prefix: str) -> PurePosixPath | None:
-    """The part of ``key`` below ``prefix`` as a relative path, or None for folder placeholders/odd keys."""
-    relative = PurePosixPath(key[len(prefix) :])
-    if key.endswith("/") or not relative.parts or relative.is_absolute() or ".." in relative.parts:
-        return None
-    return relative
 
 
 def download_prefix(
@@ -235,14 +219,13 @@ def download_prefix(
     """Download every object under ``prefix`` into ``dest`` keeping the relative layout; return the objects."""
     from tqdm import tqdm
 
-    objects = [obj for obj in iter_objects(s3, bucket, prefix) if _safe_relative(obj["Key"], prefix)]
-    for obj in tqdm(objects, desc=f"download s3://{bucket}/{prefix}", unit="file", disable=not progress):
-        relative = _safe_relative(obj["Key"], prefix)
-        assert relative is not None
-        target = dest.joinpath(*relative.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, obj["Key"], str(target))
-    return objects
+    return s3_transfer.download_prefix(
+        s3,
+        bucket,
+        prefix,
+        dest,
+        progress=lambda items: tqdm(items, desc=f"download s3://{bucket}/{prefix}", unit="file", disable=not progress),
+    )
 
 
 def upload_tree(
@@ -266,13 +249,18 @@ def upload_tree(
 
     if not prefix.startswith((contract.RENDERS_PREFIX, contract.DATASETS_PREFIX, contract.ASSETS_PREFIX)):
         raise ValueError(f"refusing to write outside renders/, datasets/ or assets/: {prefix!r}")
-    files = sorted(p for p in source.rglob("*") if p.is_file())
-    relative = [p.relative_to(source).as_posix() for p in files]
+    relative = s3_transfer.files_below(source)
     if last not in relative:
         raise FileNotFoundError(f"{source}: {last} is missing, so the upload would never be complete")
     ordered = [r for r in relative if r != last]
-    for rel in tqdm(ordered, desc=f"upload s3://{bucket}/{prefix}", unit="file", disable=not progress):
-        s3.upload_file(str(source / rel), bucket, prefix + rel)
+    s3_transfer.upload_files(
+        s3,
+        bucket,
+        source,
+        prefix,
+        ordered,
+        progress=lambda items: tqdm(items, desc=f"upload s3://{bucket}/{prefix}", unit="file", disable=not progress),
+    )
     written = {prefix + r for r in relative}
     stale = [obj["Key"] for obj in iter_objects(s3, bucket, prefix) if obj["Key"] not in written and delete_stale]
     for key in stale:

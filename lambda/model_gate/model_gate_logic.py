@@ -29,7 +29,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
 from shared.settings import EnvReader
@@ -37,6 +36,7 @@ from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.contract import Env
+from sim2cloud.s3_transfer import split_s3_uri
 
 log = get_logger("sim2cloud.model_gate")
 
@@ -121,11 +121,15 @@ def metadata_value(value: Any) -> str:
     return text[:MAX_METADATA_VALUE]
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+def artifact_location(uri: str) -> tuple[str, str]:
+    """``(bucket, key)`` of the model artifact's ``s3://bucket/key``; ArtifactError when it names no object."""
+    try:
+        bucket, key = split_s3_uri(uri)
+    except ValueError:
+        bucket, key = "", ""
+    if not key.strip("/"):
         raise ArtifactError(f"model artifact URI {uri!r} is not s3://bucket/key")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key
 
 
 def read_model_json(archive: Any, uri: str) -> dict[str, Any]:
@@ -194,7 +198,7 @@ class TrainingJob:
         run = _tags(detail.get("Tags")).get(contract.TRAINING_RUN_TAG)
         for uri in (artifact, output):
             if run is None and isinstance(uri, str) and uri.startswith("s3://"):
-                run = contract.parse_model_key_run(urlparse(uri).path.lstrip("/"))
+                run = contract.parse_model_key_run(split_s3_uri(uri)[1])
         return cls(
             name=name,
             arn=str(detail.get("TrainingJobArn", "")),
@@ -294,7 +298,7 @@ class ModelGate:
             self._notify(job, "completed job cannot be registered", f"{missing} unknown for the job")
             return Outcome("rejected", training_job=job.name, run=job.run, detail=f"{missing} unknown")
         try:
-            bucket, key = split_s3_uri(job.model_artifact)
+            bucket, key = artifact_location(job.model_artifact)
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
             model_json = read_model_json(body, job.model_artifact)
         except ArtifactError as err:

@@ -56,6 +56,7 @@ from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.contract import Env
+from sim2cloud.s3_transfer import etag, is_not_found, iter_objects
 
 log = get_logger("sim2cloud.render_launcher")
 
@@ -326,21 +327,11 @@ def batch_of_key(key: str) -> str | None:
 # --------------------------------------------------------------------------------------
 def list_batch(s3: Any, bucket: str, batch: str) -> list[StoredObject]:
     """Every object under ``meshes/<batch>/`` except folder placeholders."""
-    objects: list[StoredObject] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=contract.mesh_batch_prefix(batch)):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/"):
-                continue
-            objects.append(
-                StoredObject(
-                    key=item["Key"],
-                    etag=item["ETag"].strip('"'),
-                    size=int(item["Size"]),
-                    last_modified=item["LastModified"],
-                )
-            )
-    return objects
+    return [
+        StoredObject(key=item["Key"], etag=etag(item), size=int(item["Size"]), last_modified=item["LastModified"])
+        for item in iter_objects(s3, bucket, contract.mesh_batch_prefix(batch))
+        if not item["Key"].endswith("/")
+    ]
 
 
 def _put_json(s3: Any, bucket: str, key: str, body: Mapping[str, Any], **conditions: str) -> str:
@@ -388,7 +379,7 @@ def read_status(s3: Any, bucket: str, run: str) -> RunStatus | None:
     try:
         response = s3.get_object(Bucket=bucket, Key=contract.run_status_key(run))
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if is_not_found(err):
             return None
         raise
     return RunStatus(json.loads(response["Body"].read()), str(response["ETag"]), response["LastModified"])
@@ -444,7 +435,7 @@ class RenderLauncher:
         try:
             head = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(err):
                 log.info("ignored: loose file no longer exists", extra={"key": ref.key})
                 return
             raise

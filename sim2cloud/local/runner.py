@@ -41,6 +41,7 @@ from typing import Any, Final
 from sim2cloud import contract, wiring
 from sim2cloud.contract import Env
 from sim2cloud.local import events, executor
+from sim2cloud.s3_transfer import etag, iter_objects, split_s3_uri
 
 REGION: Final = "us-east-1"
 LOCAL_ENVIRONMENT: Final = "local"
@@ -459,11 +460,7 @@ class LocalFunction:
 # Events for objects
 # --------------------------------------------------------------------------------------
 def bucket_snapshot(s3: Any, bucket: str) -> dict[str, tuple[str, int]]:
-    snapshot: dict[str, tuple[str, int]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            snapshot[item["Key"]] = (str(item["ETag"]).strip('"'), int(item["Size"]))
-    return snapshot
+    return {item["Key"]: (etag(item), int(item["Size"])) for item in iter_objects(s3, bucket)}
 
 
 def created_events(
@@ -659,7 +656,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
             result.training_job = str(created[0]["training_job_name"])
             _say(f"training job {result.training_job}: outcome {created[0].get('action')}")
             result.dataset_dir = out / "dataset"
-            executor._download_prefix(
+            executor.download_uri(
                 s3, f"s3://{resources.bucket}/{contract.dataset_prefix(result.run)}", result.dataset_dir
             )
             manifest = json.loads((result.dataset_dir / contract.DATASET_MANIFEST_NAME).read_text())
@@ -711,7 +708,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
             artifact = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
             result.model_archive = out / "model" / contract.MODEL_ARCHIVE_NAME
             result.model_archive.parent.mkdir(parents=True, exist_ok=True)
-            bucket_name, key = executor.split_s3_uri(artifact)
+            bucket_name, key = split_s3_uri(artifact)
             s3.download_file(bucket_name, key, str(result.model_archive))
 
         with stages.stage("serve the registered model + evaluate through the endpoint"):

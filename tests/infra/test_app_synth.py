@@ -10,7 +10,7 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 from infra_assembly import Synthesized
 
-from sim2cloud.lambda_bundle import LAMBDA_ROOT, build_lambda_bundle
+from sim2cloud.lambda_bundle import CONTRACT_FILES, LAMBDA_ROOT, build_lambda_bundle
 from stacks.config import ENVIRONMENTS, load_settings
 from stacks.pipeline import build_app
 
@@ -73,7 +73,7 @@ def test_lambda_bundle_holds_handler_shared_and_contract_only(function: str, tmp
     own = {f"{p.name}" for p in (LAMBDA_ROOT / function).glob("*.py")}
     shared = {f"shared/{p.name}" for p in (LAMBDA_ROOT / "shared").glob("*.py")} | {"shared/__init__.py"}
     assert "handler.py" in files
-    assert files == own | shared | {"sim2cloud/__init__.py", "sim2cloud/contract.py"}
+    assert files == own | shared | {f"sim2cloud/{name}" for name in CONTRACT_FILES}
     # Deterministic: a rebuild gives byte-identical files (so the asset hash only moves with the code).
     again = build_lambda_bundle(function, tmp_path / "again")
     for name in files:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from lambda_test_support import FUNCTIONS
 
+from sim2cloud.lambda_bundle import CONTRACT_FILES
+
 MAX_BUNDLE_BYTES = 120 * 1024
 """Each bundle is a few dozen KiB of source; this bound catches an accidental copy of anything larger."""
 HEAVY_MODULES = ("numpy", "torch", "ultralytics", "pxr", "moderngl", "aws_cdk", "yaml", "PIL", "trimesh")
@@ -57,8 +59,7 @@ def test_bundle_holds_only_the_handler_its_logic_shared_and_the_contract(
         "shared/s3_events.py",
         "shared/settings.py",
         "shared/structured_log.py",
-        "sim2cloud/__init__.py",
-        "sim2cloud/contract.py",
+        *(f"sim2cloud/{name}" for name in CONTRACT_FILES),
     }
     total = sum(files.values())
     print(f"{function} bundle: {total} bytes in {len(files)} files")
