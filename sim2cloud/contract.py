@@ -150,6 +150,31 @@ def quarantine_reason_key(original_key: str) -> str:
     return f"{QUARANTINE_PREFIX}{original_key}.reason.json"
 
 
+def quarantine_record(
+    *,
+    key: str,
+    etag: str | None,
+    size: int | None,
+    reason: str,
+    rejected_by: str,
+    batch: str | None = None,
+    run: str | None = None,
+) -> dict[str, Any]:
+    """The content of ``quarantine/<key>.reason.json``, the same fields whoever rejected the object: the exact
+    upload judged (key, ETag, size: a later upload under that key is another file), why in words, the batch and
+    run it belonged to (None when it belonged to none) and the component that rejected it."""
+    return {
+        "key": key,
+        "etag": etag,
+        "size": size,
+        "reason": reason,
+        "batch": batch,
+        "run": run,
+        "rejected_by": rejected_by,
+        "contract_version": CONTRACT_VERSION,
+    }
+
+
 def run_prefix(run: str) -> str:
     return f"{RUNS_PREFIX}{run}/"
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
+from shared import outcome as shared_outcome
 from shared.settings import EnvReader
 from shared.structured_log import bind, get_logger
 
@@ -218,18 +219,13 @@ class TrainingJob:
 # --------------------------------------------------------------------------------------
 # The gate
 # --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Outcome:
-    action: str
-    """``ignored``, ``notified``, ``rejected``, ``duplicate`` or ``registered``."""
+@dataclass(frozen=True, kw_only=True)
+class Outcome(shared_outcome.Outcome):
+    """Actions: ``ignored``, ``notified``, ``rejected``, ``duplicate`` or ``registered``."""
+
     training_job: str | None = None
-    run: str | None = None
     model_package_arn: str | None = None
     approval_status: str | None = None
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in vars(self).items() if value not in (None, "")}
 
 
 class ModelGate:
@@ -248,17 +244,17 @@ class ModelGate:
         job = TrainingJob.from_detail(detail)
         if not job.name.startswith(contract.TRAINING_JOB_NAME_PREFIX):
             log.info("ignored: not one of our training jobs", extra={"training_job": job.name})
-            return Outcome("ignored", training_job=job.name, detail="name without our prefix")
+            return Outcome(action="ignored", training_job=job.name, detail="name without our prefix")
         if job.status not in contract.TRAINING_TERMINAL_STATUSES:
             log.info("ignored: job not finished", extra={"training_job": job.name, "status": job.status})
-            return Outcome("ignored", training_job=job.name, detail=f"status {job.status}")
+            return Outcome(action="ignored", training_job=job.name, detail=f"status {job.status}")
         if job.status == "Completed" and not job.complete:
             job = TrainingJob.from_detail(self.sagemaker.describe_training_job(TrainingJobName=job.name))
             job = self._with_run_from_tags(job)
         bind(run=job.run, training_job=job.name)
         if job.status != "Completed":
             self._notify(job, f"training job {job.status.lower()}", job.failure_reason or "(no failure reason given)")
-            return Outcome("notified", training_job=job.name, run=job.run, detail=job.status)
+            return Outcome(action="notified", training_job=job.name, run=job.run, detail=job.status)
         return self._register(job)
 
     def _with_run_from_tags(self, job: TrainingJob) -> TrainingJob:
@@ -296,14 +292,14 @@ class ModelGate:
         if job.model_artifact is None or job.training_image is None or job.run is None:
             missing = "run id" if job.run is None else "model artifact or training image"
             self._notify(job, "completed job cannot be registered", f"{missing} unknown for the job")
-            return Outcome("rejected", training_job=job.name, run=job.run, detail=f"{missing} unknown")
+            return Outcome(action="rejected", training_job=job.name, run=job.run, detail=f"{missing} unknown")
         try:
             bucket, key = artifact_location(job.model_artifact)
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
             model_json = read_model_json(body, job.model_artifact)
         except ArtifactError as err:
             self._notify(job, "model artifact unusable", str(err))
-            return Outcome("rejected", training_job=job.name, run=job.run, detail=str(err))
+            return Outcome(action="rejected", training_job=job.name, run=job.run, detail=str(err))
         metrics = model_json.get(contract.MODEL_JSON_METRICS_FIELD)
         metrics = metrics if isinstance(metrics, Mapping) else {}
         verdict = gate_verdict(metrics, self.settings.quality_gate_map50, self.settings.approval_mode)
@@ -338,7 +334,14 @@ class ModelGate:
             "registered model package",
             extra={"model_package_arn": arn, "approval_status": verdict.status, "reason": verdict.reason},
         )
-        return Outcome("registered", job.name, job.run, arn, verdict.status, verdict.reason)
+        return Outcome(
+            action="registered",
+            training_job=job.name,
+            run=job.run,
+            model_package_arn=arn,
+            approval_status=verdict.status,
+            detail=verdict.reason,
+        )
 
     def _metadata(self, job: TrainingJob, metrics: Mapping[str, Any], verdict: Verdict) -> dict[str, str]:
         metadata = {
@@ -413,7 +416,9 @@ class ModelGate:
             log.info(
                 "duplicate: package already registered", extra={"model_package_arn": arn, "approval_status": status}
             )
-            return Outcome("duplicate", job.name, job.run, arn, status)
+            return Outcome(
+                action="duplicate", training_job=job.name, run=job.run, model_package_arn=arn, approval_status=status
+            )
         # A crash between create and update left the verdict unset: finish it from what was recorded.
         metadata = {str(k): str(v) for k, v in (package.get("CustomerMetadataProperties") or {}).items()}
         result = metadata.get(f"{METADATA_PREFIX}gate-result", "unknown")
@@ -422,4 +427,11 @@ class ModelGate:
         verdict = Verdict(APPROVED if approved else PENDING, result, reason)
         self._apply_verdict(arn, verdict, metadata)
         log.warning("finished an interrupted registration", extra={"model_package_arn": arn})
-        return Outcome("registered", job.name, job.run, arn, verdict.status, verdict.reason)
+        return Outcome(
+            action="registered",
+            training_job=job.name,
+            run=job.run,
+            model_package_arn=arn,
+            approval_status=verdict.status,
+            detail=verdict.reason,
+        )

@@ -56,6 +56,8 @@ def test_bundle_holds_only_the_handler_its_logic_shared_and_the_contract(
         f"{function}_logic.py",
         "shared/__init__.py",
         "shared/aws_clients.py",
+        "shared/outcome.py",
+        "shared/quarantine.py",
         "shared/s3_events.py",
         "shared/settings.py",
         "shared/structured_log.py",
