@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -173,6 +174,29 @@ def quarantine_record(
         "rejected_by": rejected_by,
         "contract_version": CONTRACT_VERSION,
     }
+
+
+def data_yaml_text(class_names: Sequence[str], *, path: str | None = None) -> str:
+    """The Ultralytics ``data.yaml`` of a dataset in the contract's layout (images/labels per split).
+
+    Without ``path`` (the dataset finalize writes) Ultralytics resolves train/val against the file's folder, so
+    the folder can be moved or uploaded as is; the training job gives the ``path`` of its scratch view. Written
+    without a YAML library (the contract is stdlib only): names are JSON strings, which YAML reads unchanged.
+    """
+    names = "\n".join(f"  {i}: {json.dumps(name)}" for i, name in enumerate(class_names))
+    head = (
+        "# Ultralytics YOLO detection dataset written by `sim2cloud finalize`.\n"
+        "# No `path:` on purpose: Ultralytics then resolves train/val against this file's folder,\n"
+        "# so the dataset folder can be moved or uploaded as is.\n"
+        if path is None
+        else f"path: {json.dumps(path)}\n"
+    )
+    return (
+        head + f"train: {IMAGES_DIR}/{TRAIN_SPLIT}\n"
+        f"val: {IMAGES_DIR}/{VAL_SPLIT}\n"
+        f"nc: {len(class_names)}\n"
+        f"names:\n{names}\n"
+    )
 
 
 def run_prefix(run: str) -> str:
