@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 from isaac_jobs.backends import BACKENDS
 from sim2cloud import contract, s3_transfer
 from sim2cloud.contract import Env
+from sim2cloud.env_reader import EnvReader, SettingsError
 from sim2cloud.s3_transfer import is_not_found, iter_objects
 
 if TYPE_CHECKING:
@@ -55,10 +56,6 @@ MARKER_SOURCES_KEY: Final = "source_objects"
 """Key the uploaded marker adds: the mesh objects the shard was rendered from (key, ETag, bytes)."""
 
 
-class SettingsError(ValueError):
-    """The job's environment is missing or has bad values; the message lists every problem."""
-
-
 class MissingShardsError(RuntimeError):
     """Finalize found fewer complete shards than the run has."""
 
@@ -66,52 +63,9 @@ class MissingShardsError(RuntimeError):
 # --------------------------------------------------------------------------------------
 # Settings (one typed parse of the environment)
 # --------------------------------------------------------------------------------------
-class _EnvReader:
-    """Collects every problem instead of stopping at the first, so one failed job shows them all."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def text(self, name: str, *, required: bool = True) -> str | None:
-        value = self.env.get(name, "").strip()
-        if not value:
-            if required:
-                self.problems.append(f"{name} is not set")
-            return None
-        return value
-
-    def identifier(self, name: str, what: str) -> str:
-        value = self.text(name)
-        if value is None:
-            return ""
-        try:
-            return contract.check_id(value, what)
-        except ValueError as err:
-            self.problems.append(f"{name}: {err}")
-            return ""
-
-    def integer(self, name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
-        raw = self.text(name, required=default is None)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not an integer")
-            return default
-        if value < minimum:
-            self.problems.append(f"{name}={value} must be at least {minimum}")
-            return default
-        return value
-
-    def work_dir(self) -> Path:
-        raw = self.text(Env.WORK_DIR, required=False)
-        return Path(raw) if raw else Path(tempfile.gettempdir())
-
-    def raise_if_problems(self, job: str) -> None:
-        if self.problems:
-            raise SettingsError(f"{job} job settings: " + "; ".join(self.problems))
+def _work_dir(reader: EnvReader) -> Path:
+    raw = reader.optional_text(Env.WORK_DIR)
+    return Path(raw) if raw else Path(tempfile.gettempdir())
 
 
 @dataclass(frozen=True)
@@ -139,23 +93,23 @@ class ShardSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardSettings:
-        reader = _EnvReader(os.environ if env is None else env)
-        bucket = reader.text(Env.DATA_BUCKET) or ""
+        reader = EnvReader(os.environ if env is None else env)
+        bucket = reader.text(Env.DATA_BUCKET)
         batch = reader.identifier(Env.BATCH_ID, "batch id")
         run = reader.identifier(Env.RUN_ID, "run id")
         shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
-        shard = reader.integer(Env.ARRAY_INDEX, default=0) or 0
+        shard = reader.integer(Env.ARRAY_INDEX, default=0, minimum=0)
         if shard >= shards and not reader.problems:
             reader.problems.append(f"{Env.ARRAY_INDEX}={shard} is outside 0..{shards - 1} ({Env.SHARD_COUNT})")
         frames = reader.integer(Env.FRAMES, default=-1, minimum=1)
-        backend = reader.text(Env.RENDER_BACKEND, required=False) or DEFAULT_BACKEND
+        backend = reader.optional_text(Env.RENDER_BACKEND) or DEFAULT_BACKEND
         if backend not in BACKENDS:
             reader.problems.append(f"{Env.RENDER_BACKEND}={backend!r} is not one of {list(BACKENDS)}")
-        config_key = reader.text(Env.RENDER_CONFIG_KEY, required=False)
+        config_key = reader.optional_text(Env.RENDER_CONFIG_KEY)
         if config_key is not None and (config_key.endswith("/") or ".." in PurePosixPath(config_key).parts):
             reader.problems.append(f"{Env.RENDER_CONFIG_KEY}={config_key!r} is not an object key")
-        work_dir = reader.work_dir()
-        reader.raise_if_problems("render shard")
+        work_dir = _work_dir(reader)
+        reader.raise_if_problems("render shard job")
         return cls(
             bucket=bucket,
             batch=batch,
@@ -184,12 +138,12 @@ class FinalizeSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FinalizeSettings:
-        reader = _EnvReader(os.environ if env is None else env)
-        bucket = reader.text(Env.DATA_BUCKET) or ""
+        reader = EnvReader(os.environ if env is None else env)
+        bucket = reader.text(Env.DATA_BUCKET)
         run = reader.identifier(Env.RUN_ID, "run id")
         shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
-        work_dir = reader.work_dir()
-        reader.raise_if_problems("finalize")
+        work_dir = _work_dir(reader)
+        reader.raise_if_problems("finalize job")
         return cls(bucket=bucket, run=run, shards=shards, work_dir=work_dir)
 
 

@@ -3,8 +3,9 @@ folder that ``lambda_.Code.from_asset`` hashes (stacks/constructs/pipeline_funct
 runner imports its handlers from. Stdlib only, in the installed package, so both import it by name.
 
 The bundle holds only what the handlers import: ``lambda/<function>/*.py`` at the root (``handler.handler``),
-``lambda/shared/*.py`` as package ``shared/`` and ``sim2cloud/__init__.py``, ``contract.py`` and ``s3_transfer.py`` as
-package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries). boto3 comes from the runtime.
+``lambda/shared/*.py`` as package ``shared/`` and the stdlib-only base of ``sim2cloud`` (:data:`CONTRACT_FILES`:
+the contract, the environment reader, the S3 transfers; the rest of sim2cloud pulls heavy libraries) as package
+``sim2cloud/``. boto3 comes from the runtime.
 Copies keep content only (no timestamps or permissions) so the asset hash changes only when code does.
 """
 
@@ -17,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout: the Lambda sources (lambda/) are not part of the installed package."""
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 SHARED_PACKAGE = "shared"
-CONTRACT_FILES = ("__init__.py", "contract.py", "s3_transfer.py")
+CONTRACT_FILES = ("__init__.py", "contract.py", "env_reader.py", "s3_transfer.py")
 """The stdlib-only base of ``sim2cloud`` the handlers import (the Isaac Sim image copies the same files)."""
 
 

@@ -32,11 +32,11 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 from shared import outcome as shared_outcome
-from shared.settings import EnvReader
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.contract import Env
+from sim2cloud.env_reader import EnvReader
 from sim2cloud.s3_transfer import split_s3_uri
 
 log = get_logger("sim2cloud.model_gate")

@@ -53,11 +53,11 @@ from botocore.exceptions import ClientError
 from shared import outcome as shared_outcome
 from shared.quarantine import write_quarantine_record
 from shared.s3_events import S3ObjectRef
-from shared.settings import EnvReader
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.contract import Env
+from sim2cloud.env_reader import EnvReader
 from sim2cloud.s3_transfer import etag, is_not_found, iter_objects
 
 log = get_logger("sim2cloud.render_launcher")

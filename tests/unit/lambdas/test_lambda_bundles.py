@@ -59,7 +59,6 @@ def test_bundle_holds_only_the_handler_its_logic_shared_and_the_contract(
         "shared/outcome.py",
         "shared/quarantine.py",
         "shared/s3_events.py",
-        "shared/settings.py",
         "shared/structured_log.py",
         *(f"sim2cloud/{name}" for name in CONTRACT_FILES),
     }
