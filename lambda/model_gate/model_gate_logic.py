@@ -227,6 +227,17 @@ class Outcome(shared_outcome.Outcome):
     model_package_arn: str | None = None
     approval_status: str | None = None
 
+    @classmethod
+    def registered(cls, job: TrainingJob, arn: str, verdict: Verdict) -> Outcome:
+        return cls(
+            action="registered",
+            training_job=job.name,
+            run=job.run,
+            model_package_arn=arn,
+            approval_status=verdict.status,
+            detail=verdict.reason,
+        )
+
 
 class ModelGate:
     def __init__(self, settings: ModelGateSettings, s3: Any, sagemaker: Any, sns: Any) -> None:
@@ -334,14 +345,7 @@ class ModelGate:
             "registered model package",
             extra={"model_package_arn": arn, "approval_status": verdict.status, "reason": verdict.reason},
         )
-        return Outcome(
-            action="registered",
-            training_job=job.name,
-            run=job.run,
-            model_package_arn=arn,
-            approval_status=verdict.status,
-            detail=verdict.reason,
-        )
+        return Outcome.registered(job, arn, verdict)
 
     def _metadata(self, job: TrainingJob, metrics: Mapping[str, Any], verdict: Verdict) -> dict[str, str]:
         metadata = {
@@ -427,11 +431,4 @@ class ModelGate:
         verdict = Verdict(APPROVED if approved else PENDING, result, reason)
         self._apply_verdict(arn, verdict, metadata)
         log.warning("finished an interrupted registration", extra={"model_package_arn": arn})
-        return Outcome(
-            action="registered",
-            training_job=job.name,
-            run=job.run,
-            model_package_arn=arn,
-            approval_status=verdict.status,
-            detail=verdict.reason,
-        )
+        return Outcome.registered(job, arn, verdict)
