@@ -124,7 +124,7 @@ def read_batch_config(batch_dir: Path) -> dict[str, Any]:
     if not isinstance(training, Mapping) or not all(isinstance(key, str) for key in training):
         raise BatchConfigError(path, f"{contract.MANIFEST_TRAINING_FIELD} must map hyperparameter names to values")
     # Checked now with the training container's own table, so a typo fails before hours of GPU rendering.
-    from sim2cloud.training.hyperparameters import HyperparameterError, parse_hyperparameters
+    from sim2cloud.hyperparameters import HyperparameterError, parse_hyperparameters
 
     try:
         parse_hyperparameters({key: contract.hyperparameter_string(value) for key, value in training.items()})

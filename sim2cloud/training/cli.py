@@ -42,7 +42,7 @@ def lay_out_local_tree(base: Path, dataset: Path, hyperparameters: dict[str, str
 
 
 def run(args: argparse.Namespace) -> int:
-    from sim2cloud.training.hyperparameters import HyperparameterError, parse_hyperparameters, parse_key_values
+    from sim2cloud.hyperparameters import HyperparameterError, parse_hyperparameters, parse_key_values
     from sim2cloud.training.job import paths_from_environment, run_job
 
     environ = dict(os.environ)

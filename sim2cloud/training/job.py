@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sim2cloud import __version__, contract
+from sim2cloud.hyperparameters import AUTO, HyperparameterError, Hyperparameters, load_hyperparameters
 from sim2cloud.training import callbacks, devices, instance_defaults, offline
 from sim2cloud.training.curves import CURVES_NAME, write_training_curves
 from sim2cloud.training.dataset_checks import DatasetError, DatasetSummary, check_dataset
-from sim2cloud.training.hyperparameters import AUTO, HyperparameterError, Hyperparameters, load_hyperparameters
 
 SCRATCH_PREFIX = "sim2cloud-train-"
 """Scratch directory (Ultralytics run dir, dataset view, config dir) under the system temp dir."""

@@ -255,7 +255,7 @@ def test_each_lambda_accepts_the_environment_cdk_gives_it(env: Synthesized) -> N
 
 
 def test_training_hyperparameters_set_by_cdk_are_valid_for_the_training_container(env: Synthesized) -> None:
-    from sim2cloud.training.hyperparameters import parse_hyperparameters
+    from sim2cloud.hyperparameters import parse_hyperparameters
 
     (launcher,) = [
         r["Properties"]
