@@ -585,7 +585,7 @@ DATA_BUCKET_OUTPUT: Final = "DataBucketName"
 MODEL_PACKAGE_GROUP_OUTPUT: Final = "ModelPackageGroupName"
 """Output of the Training stack: the model package group the gate registers in."""
 RENDER_LAUNCHER_OUTPUT: Final = "RenderLauncherFunctionName"
-"""Output of the Training stack: the render launcher, whose environment holds the batch limits it applies."""
+"""Output of the Render stack: the render launcher, whose environment holds the batch limits it applies."""
 
 
 def stack_name(environment: str, lifecycle: str) -> str:

@@ -1,5 +1,6 @@
-"""Training lifecycle: the orchestration Lambdas and their rules, the SageMaker execution role and the model
-package group the gate registers models in (the YOLO image's repository is in the Registries stack)."""
+"""Training lifecycle: the training launcher and the model gate with their rules, the SageMaker execution role
+and the model package group the gate registers models in (the YOLO image's repository is in the Registries
+stack; the render launcher is in the Render stack, which owns rendering)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_batch as batch
-from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -31,14 +26,12 @@ from stacks.constructs.encryption import (
     allow_service_on_behalf_of_this_account,
     customer_key,
 )
-from stacks.constructs.event_patterns import event_pattern
 from stacks.constructs.nag import acknowledge
-from stacks.constructs.pipeline_function import PipelineFunction
-from stacks.constructs.secure_queue import dead_letter_queue, work_queue
+from stacks.constructs.pipeline_function import PipelineFunction, wired_function
+from stacks.constructs.wired_rules import add_wired_rules, alarm_on_dead_letters, function_target
 from stacks.names import PipelineNames
 from stacks.registries_stack import repository_named
 
-LAUNCHER_TIMEOUT = cdk.Duration.minutes(2)
 SAGEMAKER_TRAINING_LOG_GROUP = "log-group:/aws/sagemaker/TrainingJobs"
 """SageMaker's fixed log group for training jobs (streams are named per job)."""
 
@@ -58,9 +51,6 @@ class TrainingStack(PipelineStack):
         settings: EnvironmentSettings,
         data_key: kms.IKey,
         failure_topic: sns.ITopic,
-        job_queue: batch.IJobQueue,
-        render_job: batch.IJobDefinition,
-        finalize_job: batch.IJobDefinition,
         bundle_root: Path,
         **kwargs: Any,
     ) -> None:
@@ -75,7 +65,7 @@ class TrainingStack(PipelineStack):
             removal_policy=settings.removal_policy,
         )
         allow_cloudwatch_logs(self.key)
-        # EventBridge delivers to the encrypted queues (quiet-period queue and rule DLQs), for this account's
+        # EventBridge delivers to the encrypted rule DLQs, for this account's
         # rules only.
         allow_service_on_behalf_of_this_account(
             self.key, "events.amazonaws.com", arn("events", "rule/*"), sid="AllowEventBridgeRulesOfThisAccount"
@@ -95,31 +85,19 @@ class TrainingStack(PipelineStack):
         common = wiring.common_environment(bucket, settings.name)
 
         def function(folder: str, name: str, environment: dict[str, str]) -> PipelineFunction:
-            created = PipelineFunction(
+            created = wired_function(
                 self,
-                wiring.FUNCTIONS[folder].construct_id,
-                source_folder=folder,
+                folder,
                 function_name=name,
-                environment=wiring.function_environment(folder, {**common, **environment}),
+                environment={**common, **environment},
                 key=self.key,
                 bundle_root=bundle_root,
                 log_retention_days=settings.log_retention_days,
                 removal_policy=settings.removal_policy,
-                timeout=LAUNCHER_TIMEOUT,
             )
             self.dead_letter_queues.append(created.dlq)
             return created
 
-        render_launcher = function(
-            wiring.RENDER_LAUNCHER,
-            names.render_launcher_function,
-            {
-                contract.Env.JOB_QUEUE: job_queue.job_queue_arn,
-                contract.Env.RENDER_JOB_DEFINITION: render_job.job_definition_arn,
-                contract.Env.FINALIZE_JOB_DEFINITION: finalize_job.job_definition_arn,
-                contract.Env.QUIET_PERIOD_SECONDS: str(settings.quiet_period_seconds),
-            },
-        )
         training_launcher = function(
             wiring.TRAINING_LAUNCHER,
             names.training_launcher_function,
@@ -143,49 +121,9 @@ class TrainingStack(PipelineStack):
                 contract.Env.FAILURE_TOPIC_ARN: failure_topic.topic_arn,
             },
         )
-        self.functions = {
-            "render_launcher": render_launcher,
-            "training_launcher": training_launcher,
-            "model_gate": model_gate,
-        }
+        self.functions = {wiring.TRAINING_LAUNCHER: training_launcher, wiring.MODEL_GATE: model_gate}
 
         # --- permissions, each scoped to what the handler calls --------------------------------------------
-        grant_prefixes(
-            render_launcher.grantable,
-            bucket,
-            data_key,
-            read=(contract.MESHES_PREFIX, contract.RUNS_PREFIX),
-            write=(contract.RUNS_PREFIX, contract.QUARANTINE_PREFIX),
-            nag_scope=render_launcher.role,
-        )
-        # Releasing its own claim (runs/<run>/status.json) after a failed submit; nothing else is deleted.
-        render_launcher.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:DeleteObject"],
-                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{contract.RUNS_PREFIX}*"],
-            )
-        )
-        render_launcher.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["batch:SubmitJob"],
-                resources=[
-                    job_queue.job_queue_arn,
-                    # SubmitJob authorizes the definition by name with any revision.
-                    _any_revision(names.render_job_definition),
-                    _any_revision(names.finalize_job_definition),
-                ],
-            )
-        )
-        acknowledge(
-            render_launcher.role,
-            "AwsSolutions-IAM5",
-            "Job definitions are authorized as name:* because every deployment registers a new revision.",
-            applies_to=tuple(
-                nag_resource("batch", f"job-definition/{n}:*")
-                for n in (names.render_job_definition, names.finalize_job_definition)
-            ),
-        )
-
         grant_prefixes(
             training_launcher.grantable,
             bucket,
@@ -263,60 +201,13 @@ class TrainingStack(PipelineStack):
             applies_to=(nag_training_jobs,),
         )
 
-        # --- events --------------------------------------------------------------------------------------
-        # Mesh drops wait out the quiet period in SQS (DeliveryDelay) before the launcher sees them, so one
-        # drop of many files becomes one submission; the batch config file goes to the launcher at once.
-        quiet_dlq = dead_letter_queue(self, "QuietPeriodDlq", key=self.key)
-        quiet_queue = work_queue(
-            self,
-            "QuietPeriodQueue",
-            key=self.key,
-            dead_letter=quiet_dlq,
-            max_receive_count=5,
-            # AWS guidance: at least 6x the function timeout, so a slow batch is not redelivered mid-flight.
-            visibility_timeout=cdk.Duration.seconds(LAUNCHER_TIMEOUT.to_seconds() * 6),
-            delivery_delay=cdk.Duration.seconds(settings.quiet_period_seconds),
-        )
-        self.dead_letter_queues.append(quiet_dlq)
-        render_launcher.function.add_event_source(
-            sources.SqsEventSource(
-                quiet_queue, batch_size=wiring.QUIET_PERIOD_BATCH_SIZE, report_batch_item_failures=True
-            )
-        )
-        targets_here: dict[str, Any] = {
-            wiring.QUIET_PERIOD_QUEUE: lambda dlq: targets.SqsQueue(
-                quiet_queue, dead_letter_queue=dlq, retry_attempts=8
-            ),
-            **{name: _function_target(created.function) for name, created in self.functions.items()},
-        }
-        inputs = wiring.RuleInputs(data_bucket=bucket, job_queue_arn=job_queue.job_queue_arn)
-        for wired in wiring.RULES:
-            if wired.target in targets_here:
-                self._rule(wired.name, wired.pattern(inputs), targets_here[wired.target])
-
-        # Anything in a dead-letter queue is a failure a person must see.
-        for queue in self.dead_letter_queues:
-            alarm = cw.Alarm(
-                queue,
-                "DepthAlarm",
-                metric=queue.metric_approximate_number_of_messages_visible(
-                    period=cdk.Duration.minutes(5), statistic="Maximum"
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"Messages in dead-letter queue {queue.node.path}",
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(failure_topic))
+        # --- events: a dataset manifest starts training, a training job's end reaches the gate ------------
+        inputs = wiring.RuleInputs(data_bucket=bucket, job_queue_arn="")
+        targets_here = {name: function_target(created.function) for name, created in self.functions.items()}
+        self.dead_letter_queues += add_wired_rules(self, inputs, targets_here, key=self.key)
+        alarm_on_dead_letters(self.dead_letter_queues, failure_topic)
 
         cdk.CfnOutput(self, contract.MODEL_PACKAGE_GROUP_OUTPUT, value=names.model_package_group)
-        cdk.CfnOutput(self, contract.RENDER_LAUNCHER_OUTPUT, value=names.render_launcher_function)
-
-    def _rule(self, construct_id: str, pattern: dict[str, Any], target: Any) -> events.Rule:
-        dlq = dead_letter_queue(self, f"{construct_id}TargetDlq", key=self.key)
-        self.dead_letter_queues.append(dlq)
-        return events.Rule(self, construct_id, event_pattern=event_pattern(pattern), targets=[target(dlq)])
 
     def _execution_role(self, settings: EnvironmentSettings, names: PipelineNames, data_key: kms.IKey) -> iam.Role:
         """The role SageMaker training jobs run as: datasets and weights in, models out, nothing else."""
@@ -367,11 +258,3 @@ class TrainingStack(PipelineStack):
             applies_to=(nag_resource("logs", f"{SAGEMAKER_TRAINING_LOG_GROUP}:*"),),
         )
         return role
-
-
-def _function_target(function: Any) -> Any:
-    return lambda dlq: targets.LambdaFunction(function, dead_letter_queue=dlq, retry_attempts=8)
-
-
-def _any_revision(job_definition_name: str) -> str:
-    return arn("batch", f"job-definition/{job_definition_name}:*")

@@ -202,10 +202,8 @@ def test_a_deployed_environment_is_found_from_its_stack_outputs(
     )
     outputs = {
         "Storage": {contract.DATA_BUCKET_OUTPUT: resources.bucket},
-        "Training": {
-            contract.MODEL_PACKAGE_GROUP_OUTPUT: resources.model_package_group,
-            contract.RENDER_LAUNCHER_OUTPUT: "sim2cloud-staging-render-launcher",
-        },
+        "Render": {contract.RENDER_LAUNCHER_OUTPUT: "sim2cloud-staging-render-launcher"},
+        "Training": {contract.MODEL_PACKAGE_GROUP_OUTPUT: resources.model_package_group},
     }
     for lifecycle, values in outputs.items():
         template = {
