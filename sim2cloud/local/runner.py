@@ -527,198 +527,264 @@ def _outcomes(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(result.get("outcomes") or [])
 
 
-def run_demo(settings: DemoSettings) -> DemoResult:
-    """Run the whole flow; raises DemoFailed naming the stage that failed."""
-    result = DemoResult()
-    stages = Stages(total=9, timings=result.timings)
-    out = settings.out.resolve()
-    logs = out / "logs"
-    with stages.stage("prepare"):
+class LocalPipeline:
+    """The deployed pipeline's pieces on this machine once the stage "local AWS" has started them: moto's
+    resources, the three functions from their bundles, and the routing of sim2cloud/wiring.py's rules."""
+
+    def __init__(self, resources: LocalResources, functions: Mapping[str, LocalFunction]) -> None:
+        import boto3
+
+        self.resources = resources
+        self.functions = functions
+        self.s3 = boto3.client("s3")
+        self.sns = boto3.client("sns")
+        self.delivered: dict[str, list[dict[str, Any]]] = {name: [] for name in functions}
+        """Each function's responses, in the order it was invoked."""
+        self.quiet_queue: list[dict[str, Any]] = []
+        """Mesh events waiting out the quiet period (delivered after the uploads, delay 0 locally)."""
+        self.rules = local_rules(resources, self.deliver)
+
+    def deliver(self, target: str) -> Callable[[dict[str, Any]], Any]:
+        """The local delivery of a rule target of sim2cloud/wiring.py."""
+        if target == wiring.QUIET_PERIOD_QUEUE:
+            return self.quiet_queue.append
+        if target == wiring.FAILURE_TOPIC:
+            return lambda event: self.sns.publish(TopicArn=self.resources.failure_topic_arn, Message=json.dumps(event))
+        if target not in self.functions:
+            raise ValueError(f"rule target {target!r} has no local delivery")
+
+        def invoke(event: dict[str, Any]) -> Any:
+            response = self.functions[target].invoke(event)
+            self.delivered[target].append(response)
+            return response
+
+        return invoke
+
+    def route(self, batch_of_events: list[dict[str, Any]]) -> dict[str, int]:
+        """Every event to the targets of the rules it matches; how many events each rule matched."""
+        counts: dict[str, int] = {}
+        for event in batch_of_events:
+            for rule in events.matching_rules(self.rules, event):
+                counts[rule.name] = counts.get(rule.name, 0) + 1
+                rule.target(event)
+        return counts
+
+    def deliver_quiet_queue(self) -> None:
+        """The quiet-period queue's messages to the render launcher, in SQS batches of the wired size."""
+        size = wiring.QUIET_PERIOD_BATCH_SIZE
+        for start in range(0, len(self.quiet_queue), size):
+            invocation = events.sqs_invocation(
+                self.quiet_queue[start : start + size], queue_arn=self.resources.quiet_queue_arn, region=REGION
+            )
+            response = self.deliver(wiring.RENDER_LAUNCHER)(invocation)
+            if response.get("batchItemFailures"):
+                raise RuntimeError(f"render launcher failed SQS records: {response['batchItemFailures']}")
+        self.quiet_queue.clear()
+
+    def outcomes(self, function: str) -> list[dict[str, Any]]:
+        return [outcome for response in self.delivered[function] for outcome in _outcomes(response)]
+
+    def snapshot(self) -> dict[str, tuple[str, int]]:
+        return bucket_snapshot(self.s3, self.resources.bucket)
+
+    def created_since(self, before: Mapping[str, tuple[str, int]]) -> list[dict[str, Any]]:
+        return created_events(before, self.snapshot(), self.resources.bucket, self.resources.account)
+
+
+class Demo:
+    """``sim2cloud demo``, one method per stage (:func:`run_demo` runs them in order)."""
+
+    STAGES: Final = 9
+
+    def __init__(self, settings: DemoSettings) -> None:
+        self.settings = settings
+        self.result = DemoResult()
+        self.stages = Stages(total=self.STAGES, timings=self.result.timings)
+        self.out = settings.out.resolve()
+        self.logs = self.out / "logs"
+
+    def prepare(self) -> list[tuple[str, str, Path]]:
+        settings = self.settings
         contract.check_id(settings.batch_name, "batch name")
         files = _mesh_files(settings.meshes)
         _prepare_out(settings, ("work", "logs", "dataset", "training", "model", "evaluation", "summary.json"))
         _say(f"{len(files)} files of {len({c for c, _, _ in files})} classes in {settings.meshes}")
+        return files
+
+    def start_aws(self, cleanup: contextlib.ExitStack) -> LocalPipeline:
+        """A moto server (stopped by ``cleanup``), the stacks' resources in it and the functions' bundles."""
+        endpoint = cleanup.enter_context(moto_server(self.settings.aws_endpoint))
+        bundle_root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sim2cloud-bundles-")))
+        resources = create_resources(self.out / "work")
+        env_by_function = function_environments(resources, self.settings.frames_per_shard)
+        functions = {
+            name: LocalFunction(
+                name,
+                import_handler(build_bundle(name, bundle_root)),
+                env_by_function[name],
+                self.logs / f"lambda-{name}.log",
+            )
+            for name in FUNCTIONS
+        }
+        _say(f"moto at {endpoint}; bucket s3://{resources.bucket}; queue {resources.job_queue_arn}")
+        _say(f"Lambda bundles from sim2cloud/lambda_bundle.py; their logs in {self.logs}")
+        return LocalPipeline(resources, functions)
+
+    def upload_meshes(self, pipeline: LocalPipeline, files: list[tuple[str, str, Path]]) -> dict[str, Any]:
+        """Upload the meshes and batch.yaml; route their events; return the render launcher's submission."""
+        settings, result, s3, bucket = self.settings, self.result, pipeline.s3, pipeline.resources.bucket
+        before = pipeline.snapshot()
+        for class_name, filename, path in files:
+            s3.upload_file(str(path), bucket, contract.mesh_key(settings.batch_name, class_name, filename))
+        s3.put_object(
+            Bucket=bucket, Key=contract.batch_config_key(settings.batch_name), Body=batch_yaml(settings).encode()
+        )
+        uploaded = pipeline.created_since(before)
+        counts = pipeline.route(uploaded)
+        _say(f"{len(uploaded)} Object Created events; rules matched: {counts}")
+        pipeline.deliver_quiet_queue()
+        launcher_outcomes = pipeline.outcomes(wiring.RENDER_LAUNCHER)
+        actions = [o.get("action") for o in launcher_outcomes]
+        submitted = [o for o in launcher_outcomes if o.get("action") == "submitted"]
+        result.render_launcher_actions = [str(a) for a in actions]
+        _say(f"render launcher outcomes: {', '.join(result.render_launcher_actions)}")
+        for key in sorted(pipeline.snapshot()):
+            if key.startswith(contract.QUARANTINE_PREFIX):
+                reason = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+                _say(f"rejected {reason.get('key')}: {reason.get('reason')} (s3://{bucket}/{key})")
+        if len(submitted) != 1:
+            raise RuntimeError(f"expected one submission, got {len(submitted)} (outcomes {actions})")
+        (submission,) = submitted
+        result.run = str(submission["run"])
+        _say(
+            f"run {result.run}: render job {submission['render_job_id']}, finalize job {submission['finalize_job_id']}"
+        )
+        return submission
+
+    def render(self, pipeline: LocalPipeline, submitted: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run the Batch jobs the launcher submitted; return the Object Created events of what they wrote."""
+        import boto3
+
+        before = pipeline.snapshot()
+        launched_ids = {str(submitted["render_job_id"]), str(submitted["finalize_job_id"])}
+        queued = executor.submitted_batch_jobs(boto3.client("batch"), pipeline.resources.job_queue_arn)
+        jobs = executor.dependency_order([job for job in queued if job.job_id in launched_ids])
+        self.result.render_job_ids = [job.job_id for job in jobs]
+        for job in jobs:
+            shards = f"array of {job.array_size}" if job.array_size else "single job"
+            _say(f"{job.name} ({job.definition}, {shards}, dependsOn {list(job.depends_on) or 'nothing'})")
+            done = executor.run_batch_job(job, _job_env(), self.logs)
+            _say(f"{job.name}: {len(done.statuses)} process(es) exited 0 in {done.seconds:.1f} s")
+        return pipeline.created_since(before)
+
+    def launch_training(self, pipeline: LocalPipeline, written: list[dict[str, Any]]) -> None:
+        """Route the jobs' events (the manifest reaches the training launcher); download the dataset."""
+        result = self.result
+        counts = pipeline.route(written)
+        _say(f"{len(written)} Object Created events from the jobs; rules matched: {counts}")
+        launched = pipeline.outcomes(wiring.TRAINING_LAUNCHER)
+        created = [o for o in launched if o.get("training_job_name")]
+        if not created:
+            raise RuntimeError(f"the training launcher created no job (outcomes {launched})")
+        result.training_job = str(created[0]["training_job_name"])
+        _say(f"training job {result.training_job}: outcome {created[0].get('action')}")
+        result.dataset_dir = self.out / "dataset"
+        executor.download_uri(
+            pipeline.s3, f"s3://{pipeline.resources.bucket}/{contract.dataset_prefix(result.run)}", result.dataset_dir
+        )
+        manifest = json.loads((result.dataset_dir / contract.DATASET_MANIFEST_NAME).read_text())
+        preview = manifest.get("preview")
+        result.preview = result.dataset_dir / preview if preview else None
+        _say(f"dataset {result.dataset_dir}: {manifest.get('counts', {})}")
+
+    def train(self, pipeline: LocalPipeline) -> executor.TrainingOutcome:
+        """Run the training job the launcher created, exactly as requested."""
+        import boto3
+
+        result = self.result
+        sagemaker = boto3.client("sagemaker")
+        request_hp = sagemaker.describe_training_job(TrainingJobName=result.training_job)["HyperParameters"]
+        _say("hyperparameters of the launcher's request: " + ", ".join(f"{k}={v}" for k, v in request_hp.items()))
+        outcome = executor.run_training_job(
+            sagemaker, pipeline.s3, result.training_job, self.out / "training" / "opt-ml", _job_env(), self.logs
+        )
+        result.model_dir = Path(outcome.paths.model_dir)
+        curves = Path(outcome.paths.output_dir) / "data" / "training_curves.png"
+        result.training_curves = curves if curves.is_file() else None
+        _say(
+            f"training job {outcome.status} in {outcome.seconds:.1f} s"
+            + (f": {outcome.failure_reason}" if outcome.failure_reason else f"; artifact {outcome.model_artifact}")
+        )
+        return outcome
+
+    def gate(self, pipeline: LocalPipeline, outcome: executor.TrainingOutcome) -> None:
+        """The job's state-change event to the model gate; download the registered package's artifact."""
+        import boto3
+
+        result = self.result
+        sagemaker = boto3.client("sagemaker")
+        description = sagemaker.describe_training_job(TrainingJobName=result.training_job)
+        state_event = events.training_state_change_event(
+            description,
+            status=outcome.status,
+            region=REGION,
+            account=pipeline.resources.account,
+            model_artifact=outcome.model_artifact,
+            failure_reason=outcome.failure_reason,
+        )
+        counts = pipeline.route([state_event])
+        gate = pipeline.delivered[wiring.MODEL_GATE]
+        _say(f"rules matched: {counts}; gate outcome: {gate[-1] if gate else None}")
+        if outcome.status != "Completed":
+            raise RuntimeError(
+                f"training job {result.training_job} failed (the gate sent it to the failure topic): "
+                f"{outcome.failure_reason}"
+            )
+        if not gate or not gate[-1].get("model_package_arn"):
+            raise RuntimeError(f"the model gate registered no package (outcome {gate[-1] if gate else None})")
+        result.model_package_arn = str(gate[-1]["model_package_arn"])
+        package = sagemaker.describe_model_package(ModelPackageName=result.model_package_arn)
+        result.approval_status = str(package.get("ModelApprovalStatus", ""))
+        result.approval_reason = str(package.get("ApprovalDescription", ""))
+        _say(f"model package {result.model_package_arn}")
+        _say(f"approval: {result.approval_status} ({result.approval_reason})")
+        artifact = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        result.model_archive = self.out / "model" / contract.MODEL_ARCHIVE_NAME
+        result.model_archive.parent.mkdir(parents=True, exist_ok=True)
+        bucket_name, key = split_s3_uri(artifact)
+        pipeline.s3.download_file(bucket_name, key, str(result.model_archive))
+
+    def summary(self) -> None:
+        summary = self.out / "summary.json"
+        summary.write_text(json.dumps(self.result.as_dict(), indent=2, default=str))
+        print_summary(self.result, summary)
+
+
+def run_demo(settings: DemoSettings) -> DemoResult:
+    """Run the whole flow; raises DemoFailed naming the stage that failed."""
+    demo = Demo(settings)
+    stage = demo.stages.stage
+    with stage("prepare"):
+        files = demo.prepare()
     with contextlib.ExitStack() as cleanup:
         # Entered inside the stage, so a server that cannot start fails as that stage; stopped on any exit.
-        with stages.stage("local AWS (moto server) + the stacks' resources"):
-            endpoint = cleanup.enter_context(moto_server(settings.aws_endpoint))
-            bundle_root = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sim2cloud-bundles-"))
-            import boto3
-
-            s3 = boto3.client("s3")
-            resources = create_resources(out / "work")
-            env_by_function = function_environments(resources, settings.frames_per_shard)
-            functions = {
-                name: LocalFunction(
-                    name,
-                    import_handler(build_bundle(name, Path(bundle_root))),
-                    env_by_function[name],
-                    logs / f"lambda-{name}.log",
-                )
-                for name in FUNCTIONS
-            }
-            _say(f"moto at {endpoint}; bucket s3://{resources.bucket}; queue {resources.job_queue_arn}")
-            _say(f"Lambda bundles from sim2cloud/lambda_bundle.py; their logs in {logs}")
-        delivered: dict[str, list[dict[str, Any]]] = {name: [] for name in FUNCTIONS}
-        quiet_queue: list[dict[str, Any]] = []
-
-        def deliver(target: str) -> Callable[[dict[str, Any]], Any]:
-            """The local delivery of a rule target of sim2cloud/wiring.py."""
-            if target == wiring.QUIET_PERIOD_QUEUE:
-                return quiet_queue.append
-            if target == wiring.FAILURE_TOPIC:
-                sns = boto3.client("sns")
-                return lambda event: sns.publish(TopicArn=resources.failure_topic_arn, Message=json.dumps(event))
-            if target not in functions:
-                raise ValueError(f"rule target {target!r} has no local delivery")
-
-            def invoke(event: dict[str, Any]) -> Any:
-                response = functions[target].invoke(event)
-                delivered[target].append(response)
-                return response
-
-            return invoke
-
-        rules = local_rules(resources, deliver)
-
-        def route(batch_of_events: list[dict[str, Any]]) -> dict[str, int]:
-            counts: dict[str, int] = {}
-            for event in batch_of_events:
-                for rule in events.matching_rules(rules, event):
-                    counts[rule.name] = counts.get(rule.name, 0) + 1
-                    rule.target(event)
-            return counts
-
-        with stages.stage("upload meshes -> render launcher"):
-            before = bucket_snapshot(s3, resources.bucket)
-            for class_name, filename, path in files:
-                s3.upload_file(
-                    str(path), resources.bucket, contract.mesh_key(settings.batch_name, class_name, filename)
-                )
-            s3.put_object(
-                Bucket=resources.bucket,
-                Key=contract.batch_config_key(settings.batch_name),
-                Body=batch_yaml(settings).encode(),
-            )
-            uploaded = created_events(
-                before, bucket_snapshot(s3, resources.bucket), resources.bucket, resources.account
-            )
-            counts = route(uploaded)
-            _say(f"{len(uploaded)} Object Created events; rules matched: {counts}")
-            # The quiet-period queue delivers after the uploads (delay 0 locally), in SQS batches.
-            size = wiring.QUIET_PERIOD_BATCH_SIZE
-            for start in range(0, len(quiet_queue), size):
-                invocation = events.sqs_invocation(
-                    quiet_queue[start : start + size], queue_arn=resources.quiet_queue_arn, region=REGION
-                )
-                response = deliver(wiring.RENDER_LAUNCHER)(invocation)
-                if response.get("batchItemFailures"):
-                    raise RuntimeError(f"render launcher failed SQS records: {response['batchItemFailures']}")
-            actions = [o.get("action") for r in delivered["render_launcher"] for o in _outcomes(r)]
-            submitted = [
-                o for r in delivered["render_launcher"] for o in _outcomes(r) if o.get("action") == "submitted"
-            ]
-            result.render_launcher_actions = [str(a) for a in actions]
-            _say(f"render launcher outcomes: {', '.join(result.render_launcher_actions)}")
-            for key in sorted(bucket_snapshot(s3, resources.bucket)):
-                if key.startswith(contract.QUARANTINE_PREFIX):
-                    reason = json.loads(s3.get_object(Bucket=resources.bucket, Key=key)["Body"].read())
-                    _say(f"rejected {reason.get('key')}: {reason.get('reason')} (s3://{resources.bucket}/{key})")
-            if len(submitted) != 1:
-                raise RuntimeError(f"expected one submission, got {len(submitted)} (outcomes {actions})")
-            result.run = str(submitted[0]["run"])
-            _say(
-                f"run {result.run}: render job {submitted[0]['render_job_id']}, finalize job "
-                f"{submitted[0]['finalize_job_id']}"
-            )
-
-        batch = boto3.client("batch")
-        with stages.stage("render (Batch array job + finalize, GL backend)"):
-            before = bucket_snapshot(s3, resources.bucket)
-            launched_ids = {str(submitted[0]["render_job_id"]), str(submitted[0]["finalize_job_id"])}
-            queued = executor.submitted_batch_jobs(batch, resources.job_queue_arn)
-            jobs = executor.dependency_order([job for job in queued if job.job_id in launched_ids])
-            result.render_job_ids = [job.job_id for job in jobs]
-            for job in jobs:
-                shards = f"array of {job.array_size}" if job.array_size else "single job"
-                _say(f"{job.name} ({job.definition}, {shards}, dependsOn {list(job.depends_on) or 'nothing'})")
-                done = executor.run_batch_job(job, _job_env(), logs)
-                _say(f"{job.name}: {len(done.statuses)} process(es) exited 0 in {done.seconds:.1f} s")
-            written = created_events(before, bucket_snapshot(s3, resources.bucket), resources.bucket, resources.account)
-
-        with stages.stage("dataset manifest -> training launcher"):
-            counts = route(written)
-            _say(f"{len(written)} Object Created events from the jobs; rules matched: {counts}")
-            launched = [o for r in delivered["training_launcher"] for o in _outcomes(r)]
-            created = [o for o in launched if o.get("training_job_name")]
-            if not created:
-                raise RuntimeError(f"the training launcher created no job (outcomes {launched})")
-            result.training_job = str(created[0]["training_job_name"])
-            _say(f"training job {result.training_job}: outcome {created[0].get('action')}")
-            result.dataset_dir = out / "dataset"
-            executor.download_uri(
-                s3, f"s3://{resources.bucket}/{contract.dataset_prefix(result.run)}", result.dataset_dir
-            )
-            manifest = json.loads((result.dataset_dir / contract.DATASET_MANIFEST_NAME).read_text())
-            preview = manifest.get("preview")
-            result.preview = result.dataset_dir / preview if preview else None
-            _say(f"dataset {result.dataset_dir}: {manifest.get('counts', {})}")
-
-        sagemaker = boto3.client("sagemaker")
-        with stages.stage("training (SageMaker job as a local process)"):
-            request_hp = sagemaker.describe_training_job(TrainingJobName=result.training_job)["HyperParameters"]
-            _say("hyperparameters of the launcher's request: " + ", ".join(f"{k}={v}" for k, v in request_hp.items()))
-            outcome = executor.run_training_job(
-                sagemaker, s3, result.training_job, out / "training" / "opt-ml", _job_env(), logs
-            )
-            result.model_dir = Path(outcome.paths.model_dir)
-            curves = Path(outcome.paths.output_dir) / "data" / "training_curves.png"
-            result.training_curves = curves if curves.is_file() else None
-            _say(
-                f"training job {outcome.status} in {outcome.seconds:.1f} s"
-                + (f": {outcome.failure_reason}" if outcome.failure_reason else f"; artifact {outcome.model_artifact}")
-            )
-
-        with stages.stage("state-change event -> model gate"):
-            description = sagemaker.describe_training_job(TrainingJobName=result.training_job)
-            state_event = events.training_state_change_event(
-                description,
-                status=outcome.status,
-                region=REGION,
-                account=resources.account,
-                model_artifact=outcome.model_artifact,
-                failure_reason=outcome.failure_reason,
-            )
-            counts = route([state_event])
-            gate = [r for r in delivered["model_gate"]]
-            _say(f"rules matched: {counts}; gate outcome: {gate[-1] if gate else None}")
-            if outcome.status != "Completed":
-                raise RuntimeError(
-                    f"training job {result.training_job} failed (the gate sent it to the failure topic): "
-                    f"{outcome.failure_reason}"
-                )
-            if not gate or not gate[-1].get("model_package_arn"):
-                raise RuntimeError(f"the model gate registered no package (outcome {gate[-1] if gate else None})")
-            result.model_package_arn = str(gate[-1]["model_package_arn"])
-            package = sagemaker.describe_model_package(ModelPackageName=result.model_package_arn)
-            result.approval_status = str(package.get("ModelApprovalStatus", ""))
-            result.approval_reason = str(package.get("ApprovalDescription", ""))
-            _say(f"model package {result.model_package_arn}")
-            _say(f"approval: {result.approval_status} ({result.approval_reason})")
-            artifact = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-            result.model_archive = out / "model" / contract.MODEL_ARCHIVE_NAME
-            result.model_archive.parent.mkdir(parents=True, exist_ok=True)
-            bucket_name, key = split_s3_uri(artifact)
-            s3.download_file(bucket_name, key, str(result.model_archive))
-
-        with stages.stage("serve the registered model + evaluate through the endpoint"):
-            evaluation_dir = out / "evaluation"
-            _serve_and_evaluate(result, evaluation_dir, logs)
-    with stages.stage("summary"):
-        summary = out / "summary.json"
-        summary.write_text(json.dumps(result.as_dict(), indent=2, default=str))
-        print_summary(result, summary)
-    return result
+        with stage("local AWS (moto server) + the stacks' resources"):
+            pipeline = demo.start_aws(cleanup)
+        with stage("upload meshes -> render launcher"):
+            submitted = demo.upload_meshes(pipeline, files)
+        with stage("render (Batch array job + finalize, GL backend)"):
+            written = demo.render(pipeline, submitted)
+        with stage("dataset manifest -> training launcher"):
+            demo.launch_training(pipeline, written)
+        with stage("training (SageMaker job as a local process)"):
+            outcome = demo.train(pipeline)
+        with stage("state-change event -> model gate"):
+            demo.gate(pipeline, outcome)
+        with stage("serve the registered model + evaluate through the endpoint"):
+            _serve_and_evaluate(demo.result, demo.out / "evaluation", demo.logs)
+    with stage("summary"):
+        demo.summary()
+    return demo.result
 
 
 def _wait_for_ping(url: str, process: Any, timeout: float) -> None:
