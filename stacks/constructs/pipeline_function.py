@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -103,27 +104,15 @@ class PipelineFunction(Construct):
 
 
 def wired_function(
-    scope: Construct,
-    folder: str,
-    *,
-    function_name: str,
-    environment: Mapping[str, str],
-    key: kms.IKey,
-    bundle_root: Path,
-    log_retention_days: int,
-    removal_policy: cdk.RemovalPolicy,
+    scope: Construct, folder: str, *, environment: Mapping[str, str], **options: Any
 ) -> PipelineFunction:
     """The function ``lambda/<folder>`` as sim2cloud/wiring.py declares it (construct id, environment checked
-    against the declared variables)."""
+    against the declared variables); ``options`` are :class:`PipelineFunction`'s other keyword arguments."""
     return PipelineFunction(
         scope,
         wiring.FUNCTIONS[folder].construct_id,
         source_folder=folder,
-        function_name=function_name,
         environment=wiring.function_environment(folder, environment),
-        key=key,
-        bundle_root=bundle_root,
-        log_retention_days=log_retention_days,
-        removal_policy=removal_policy,
         timeout=FUNCTION_TIMEOUT,
+        **options,
     )
