@@ -52,7 +52,7 @@ from typing import Any, Final
 from botocore.exceptions import ClientError
 from shared import outcome as shared_outcome
 from shared.quarantine import write_quarantine_record
-from shared.s3_events import S3ObjectRef
+from shared.s3_events import S3ObjectRef, not_ours
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
@@ -408,12 +408,9 @@ class RenderLauncher:
 
     def on_object_created(self, ref: S3ObjectRef, now: datetime) -> Outcome:
         """Handle one ``Object Created`` report (delayed, or the batch file's immediate event)."""
-        if ref.bucket != self.settings.bucket:
-            log.warning("ignored: event for another bucket", extra={"bucket": ref.bucket, "key": ref.key})
-            return Outcome(action="ignored", detail=f"bucket {ref.bucket!r} is not {self.settings.bucket!r}")
-        if ref.is_folder_placeholder:
-            log.info("ignored: folder placeholder", extra={"key": ref.key})
-            return Outcome(action="ignored", detail="folder placeholder")
+        ignored = not_ours(ref, self.settings.bucket, log)
+        if ignored:
+            return Outcome(action="ignored", detail=ignored)
         if not ref.key.startswith(contract.MESHES_PREFIX):
             log.info("ignored: key outside meshes/", extra={"key": ref.key})
             return Outcome(action="ignored", detail=f"key outside {contract.MESHES_PREFIX}")

@@ -27,7 +27,7 @@ from typing import Any, Final
 from botocore.exceptions import ClientError
 from shared import outcome as shared_outcome
 from shared.quarantine import write_quarantine_record
-from shared.s3_events import S3ObjectRef
+from shared.s3_events import S3ObjectRef, not_ours
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
@@ -231,12 +231,9 @@ class TrainingLauncher:
         self.sagemaker = sagemaker
 
     def on_object_created(self, ref: S3ObjectRef) -> Outcome:
-        if ref.bucket != self.settings.bucket:
-            log.warning("ignored: event for another bucket", extra={"bucket": ref.bucket, "key": ref.key})
-            return Outcome(action="ignored", detail=f"bucket {ref.bucket!r}")
-        if ref.is_folder_placeholder:
-            log.info("ignored: folder placeholder", extra={"key": ref.key})
-            return Outcome(action="ignored", detail="folder placeholder")
+        ignored = not_ours(ref, self.settings.bucket, log)
+        if ignored:
+            return Outcome(action="ignored", detail=ignored)
         run = contract.parse_dataset_manifest_key(ref.key)
         if run is None:
             log.info("ignored: not a dataset manifest", extra={"key": ref.key})
