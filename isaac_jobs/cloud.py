@@ -29,14 +29,16 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
 
 from isaac_jobs.backends import BACKENDS
-from sim2cloud import contract
+from sim2cloud import contract, s3_transfer
 from sim2cloud.contract import Env
+from sim2cloud.env_reader import EnvReader, SettingsError
+from sim2cloud.s3_transfer import is_not_found, iter_objects
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -54,10 +56,6 @@ MARKER_SOURCES_KEY: Final = "source_objects"
 """Key the uploaded marker adds: the mesh objects the shard was rendered from (key, ETag, bytes)."""
 
 
-class SettingsError(ValueError):
-    """The job's environment is missing or has bad values; the message lists every problem."""
-
-
 class MissingShardsError(RuntimeError):
     """Finalize found fewer complete shards than the run has."""
 
@@ -65,63 +63,9 @@ class MissingShardsError(RuntimeError):
 # --------------------------------------------------------------------------------------
 # Settings (one typed parse of the environment)
 # --------------------------------------------------------------------------------------
-class _EnvReader:
-    """Collects every problem instead of stopping at the first, so one failed job shows them all."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def text(self, name: str, *, required: bool = True) -> str | None:
-        value = self.env.get(name, "").strip()
-        if not value:
-            if required:
-                self.problems.append(f"{name} is not set")
-            return None
-        return value
-
-    def identifier(self, name: str, what: str) -> str:
-        value = self.text(name)
-        if value is None:
-            return ""
-        try:
-            return contract.check_id(value, what)
-        except ValueError as err:
-            self.problems.append(f"{name}: {err}")
-            return ""
-
-    def user_name(self, name: str, what: str) -> str:
-        """A batch or class name as the user wrote it (``kitchen set 2``): :func:`contract.check_name`."""
-        value = self.text(name)
-        if value is None:
-            return ""
-        try:
-            return contract.check_name(value, what)
-        except ValueError as err:
-            self.problems.append(f"{name}: {err}")
-            return ""
-
-    def integer(self, name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
-        raw = self.text(name, required=default is None)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not an integer")
-            return default
-        if value < minimum:
-            self.problems.append(f"{name}={value} must be at least {minimum}")
-            return default
-        return value
-
-    def work_dir(self) -> Path:
-        raw = self.text(Env.WORK_DIR, required=False)
-        return Path(raw) if raw else Path(tempfile.gettempdir())
-
-    def raise_if_problems(self, job: str) -> None:
-        if self.problems:
-            raise SettingsError(f"{job} job settings: " + "; ".join(self.problems))
+def _work_dir(reader: EnvReader) -> Path:
+    raw = reader.optional_text(Env.WORK_DIR)
+    return Path(raw) if raw else Path(tempfile.gettempdir())
 
 
 @dataclass(frozen=True)
@@ -149,23 +93,23 @@ class ShardSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardSettings:
-        reader = _EnvReader(os.environ if env is None else env)
-        bucket = reader.text(Env.DATA_BUCKET) or ""
+        reader = EnvReader(os.environ if env is None else env)
+        bucket = reader.text(Env.DATA_BUCKET)
         batch = reader.user_name(Env.BATCH_ID, "batch id")
         run = reader.identifier(Env.RUN_ID, "run id")
         shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
-        shard = reader.integer(Env.ARRAY_INDEX, default=0) or 0
+        shard = reader.integer(Env.ARRAY_INDEX, default=0, minimum=0)
         if shard >= shards and not reader.problems:
             reader.problems.append(f"{Env.ARRAY_INDEX}={shard} is outside 0..{shards - 1} ({Env.SHARD_COUNT})")
         frames = reader.integer(Env.FRAMES, default=-1, minimum=1)
-        backend = reader.text(Env.RENDER_BACKEND, required=False) or DEFAULT_BACKEND
+        backend = reader.optional_text(Env.RENDER_BACKEND) or DEFAULT_BACKEND
         if backend not in BACKENDS:
             reader.problems.append(f"{Env.RENDER_BACKEND}={backend!r} is not one of {list(BACKENDS)}")
-        config_key = reader.text(Env.RENDER_CONFIG_KEY, required=False)
+        config_key = reader.optional_text(Env.RENDER_CONFIG_KEY)
         if config_key is not None and (config_key.endswith("/") or ".." in PurePosixPath(config_key).parts):
             reader.problems.append(f"{Env.RENDER_CONFIG_KEY}={config_key!r} is not an object key")
-        work_dir = reader.work_dir()
-        reader.raise_if_problems("render shard")
+        work_dir = _work_dir(reader)
+        reader.raise_if_problems("render shard job")
         return cls(
             bucket=bucket,
             batch=batch,
@@ -194,12 +138,12 @@ class FinalizeSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FinalizeSettings:
-        reader = _EnvReader(os.environ if env is None else env)
-        bucket = reader.text(Env.DATA_BUCKET) or ""
+        reader = EnvReader(os.environ if env is None else env)
+        bucket = reader.text(Env.DATA_BUCKET)
         run = reader.identifier(Env.RUN_ID, "run id")
         shards = reader.integer(Env.SHARD_COUNT, minimum=1) or 1
-        work_dir = reader.work_dir()
-        reader.raise_if_problems("finalize")
+        work_dir = _work_dir(reader)
+        reader.raise_if_problems("finalize job")
         return cls(bucket=bucket, run=run, shards=shards, work_dir=work_dir)
 
 
@@ -213,31 +157,14 @@ def s3_client() -> S3Client:
     return boto3.client("s3")
 
 
-def iter_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            yield dict(item)
-
-
 def object_exists(s3: S3Client, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
     try:
         s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+    except Exception as err:
+        if is_not_found(err):
             return False
         raise
     return True
-
-
-def _safe_relative(key: str, prefix: str) -> PurePosixPath | None:
-    """The part of ``key`` below ``prefix`` as a relative path, or None for folder placeholders/odd keys."""
-    relative = PurePosixPath(key[len(prefix) :])
-    if key.endswith("/") or not relative.parts or relative.is_absolute() or ".." in relative.parts:
-        return None
-    return relative
 
 
 def download_prefix(
@@ -246,14 +173,13 @@ def download_prefix(
     """Download every object under ``prefix`` into ``dest`` keeping the relative layout; return the objects."""
     from tqdm import tqdm
 
-    objects = [obj for obj in iter_objects(s3, bucket, prefix) if _safe_relative(obj["Key"], prefix)]
-    for obj in tqdm(objects, desc=f"download s3://{bucket}/{prefix}", unit="file", disable=not progress):
-        relative = _safe_relative(obj["Key"], prefix)
-        assert relative is not None
-        target = dest.joinpath(*relative.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, obj["Key"], str(target))
-    return objects
+    return s3_transfer.download_prefix(
+        s3,
+        bucket,
+        prefix,
+        dest,
+        progress=lambda items: tqdm(items, desc=f"download s3://{bucket}/{prefix}", unit="file", disable=not progress),
+    )
 
 
 def upload_tree(
@@ -277,13 +203,18 @@ def upload_tree(
 
     if not prefix.startswith((contract.RENDERS_PREFIX, contract.DATASETS_PREFIX, contract.ASSETS_PREFIX)):
         raise ValueError(f"refusing to write outside renders/, datasets/ or assets/: {prefix!r}")
-    files = sorted(p for p in source.rglob("*") if p.is_file())
-    relative = [p.relative_to(source).as_posix() for p in files]
+    relative = s3_transfer.files_below(source)
     if last not in relative:
         raise FileNotFoundError(f"{source}: {last} is missing, so the upload would never be complete")
     ordered = [r for r in relative if r != last]
-    for rel in tqdm(ordered, desc=f"upload s3://{bucket}/{prefix}", unit="file", disable=not progress):
-        s3.upload_file(str(source / rel), bucket, prefix + rel)
+    s3_transfer.upload_files(
+        s3,
+        bucket,
+        source,
+        prefix,
+        ordered,
+        progress=lambda items: tqdm(items, desc=f"upload s3://{bucket}/{prefix}", unit="file", disable=not progress),
+    )
     written = {prefix + r for r in relative}
     stale = [obj["Key"] for obj in iter_objects(s3, bucket, prefix) if obj["Key"] not in written and delete_stale]
     for key in stale:

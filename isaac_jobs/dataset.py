@@ -388,7 +388,7 @@ def finalize(
             images[split] += 1
             boxes[split] += _class_counts(label_src, per_class[split])
 
-        data_yaml = _data_yaml_text(class_names)
+        data_yaml = contract.data_yaml_text(class_names)
         (build / contract.DATA_YAML_NAME).write_text(data_yaml, encoding="utf-8")
         preview_name = None
         if preview_frames > 0 and sum(images.values()) > 0:
@@ -437,19 +437,6 @@ def finalize(
         shutil.rmtree(build, ignore_errors=True)
         raise
     return manifest
-
-
-def _data_yaml_text(class_names: Sequence[str]) -> str:
-    names = "\n".join(f"  {i}: {json.dumps(name)}" for i, name in enumerate(class_names))
-    return (
-        "# Ultralytics YOLO detection dataset written by `sim2cloud finalize`.\n"
-        "# No `path:` on purpose: Ultralytics then resolves train/val against this file's folder,\n"
-        "# so the dataset folder can be moved or uploaded as is.\n"
-        f"train: {contract.IMAGES_DIR}/{contract.TRAIN_SPLIT}\n"
-        f"val: {contract.IMAGES_DIR}/{contract.VAL_SPLIT}\n"
-        f"nc: {len(class_names)}\n"
-        f"names:\n{names}\n"
-    )
 
 
 def shard_dirs_in(folder: Path) -> list[Path]:

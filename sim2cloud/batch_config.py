@@ -4,7 +4,7 @@ batch's settings with :func:`parse_batch_config`.
 
 Imports only the standard library, PyYAML and the training job's hyperparameter table (itself standard
 library only), because the render launcher's Lambda bundle carries this module (see
-``stacks/constructs/lambda_bundle.py``). The checks that need the render job's own libraries stay there:
+``sim2cloud/lambda_bundle.py``). The checks that need the render job's own libraries stay there:
 ``looks`` (texture files, colour ranges) and the scene-spec keys under ``render``.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from sim2cloud import contract
-from sim2cloud.training.hyperparameters import HyperparameterError, parse_hyperparameters
+from sim2cloud.hyperparameters import HyperparameterError, parse_hyperparameters
 
 BATCH_KEYS: Final = (
     "classes",

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -203,6 +204,54 @@ def eval_set_prefix(name: str) -> str:
 def quarantine_reason_key(original_key: str) -> str:
     """Where the JSON reason for a rejected object goes; the object itself is never moved."""
     return f"{QUARANTINE_PREFIX}{original_key}.reason.json"
+
+
+def quarantine_record(
+    *,
+    key: str,
+    etag: str | None,
+    size: int | None,
+    reason: str,
+    rejected_by: str,
+    batch: str | None = None,
+    run: str | None = None,
+) -> dict[str, Any]:
+    """The content of ``quarantine/<key>.reason.json``, the same fields whoever rejected the object: the exact
+    upload judged (key, ETag, size: a later upload under that key is another file), why in words, the batch and
+    run it belonged to (None when it belonged to none) and the component that rejected it."""
+    return {
+        "key": key,
+        "etag": etag,
+        "size": size,
+        "reason": reason,
+        "batch": batch,
+        "run": run,
+        "rejected_by": rejected_by,
+        "contract_version": CONTRACT_VERSION,
+    }
+
+
+def data_yaml_text(class_names: Sequence[str], *, path: str | None = None) -> str:
+    """The Ultralytics ``data.yaml`` of a dataset in the contract's layout (images/labels per split).
+
+    Without ``path`` (the dataset finalize writes) Ultralytics resolves train/val against the file's folder, so
+    the folder can be moved or uploaded as is; the training job gives the ``path`` of its scratch view. Written
+    without a YAML library (the contract is stdlib only): names are JSON strings, which YAML reads unchanged.
+    """
+    names = "\n".join(f"  {i}: {json.dumps(name)}" for i, name in enumerate(class_names))
+    head = (
+        "# Ultralytics YOLO detection dataset written by `sim2cloud finalize`.\n"
+        "# No `path:` on purpose: Ultralytics then resolves train/val against this file's folder,\n"
+        "# so the dataset folder can be moved or uploaded as is.\n"
+        if path is None
+        else f"path: {json.dumps(path)}\n"
+    )
+    return (
+        head + f"train: {IMAGES_DIR}/{TRAIN_SPLIT}\n"
+        f"val: {IMAGES_DIR}/{VAL_SPLIT}\n"
+        f"nc: {len(class_names)}\n"
+        f"names:\n{names}\n"
+    )
 
 
 def run_prefix(run: str) -> str:
@@ -609,7 +658,7 @@ DATA_BUCKET_OUTPUT: Final = "DataBucketName"
 MODEL_PACKAGE_GROUP_OUTPUT: Final = "ModelPackageGroupName"
 """Output of the Training stack: the model package group the gate registers in."""
 RENDER_LAUNCHER_OUTPUT: Final = "RenderLauncherFunctionName"
-"""Output of the Training stack: the render launcher, whose environment holds the batch limits it applies."""
+"""Output of the Render stack: the render launcher, whose environment holds the batch limits it applies."""
 
 
 def stack_name(environment: str, lifecycle: str) -> str:

@@ -11,11 +11,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import aws_cdk as cdk
 
-from sim2cloud import __version__, contract
+from sim2cloud import __version__, contract, wiring
+from sim2cloud.wiring import ApprovalMode
 
 PROJECT = contract.STACK_NAME_PREFIX
 """Stack-name prefix: ``Sim2Cloud-<env>-<Lifecycle>``."""
@@ -26,8 +27,6 @@ can name them without cross-stack references."""
 PLACEHOLDER_ACCOUNT = "000000000000"
 """Used when neither context ``account`` nor CDK_DEFAULT_ACCOUNT is set (synth only; never deployable)."""
 PLACEHOLDER_REGION = "us-east-1"
-
-ApprovalMode = Literal["auto", "manual"]
 
 
 @dataclass(frozen=True)
@@ -63,9 +62,9 @@ class TrainingSettings:
     use_spot: bool
     max_runtime_seconds: int
     quality_gate_map50: float
-    """A model package is approved only when its validation mAP50 reaches this."""
     approval_mode: ApprovalMode
-    """auto: the gate approves passing models; manual: it leaves them PendingManualApproval for a person."""
+    """The model gate's threshold and approval mode: sim2cloud/wiring.py QUALITY_GATES (the local pipeline
+    applies one of them too)."""
     weights_s3_uri: str | None = None
     """Fine-tune every run from these weights: ``s3://<bucket>/<key>.pt`` (one object, e.g. COCO-pretrained
     yolov8n.pt you uploaded). The training launcher passes it as the ``weights`` channel and ``model=<file
@@ -195,8 +194,8 @@ def _dev(account: str, region: str, repository: str | None) -> EnvironmentSettin
             instance_type="ml.g5.xlarge",
             use_spot=True,
             max_runtime_seconds=4 * 3600,
-            quality_gate_map50=0.5,
-            approval_mode="auto",
+            quality_gate_map50=wiring.QUALITY_GATES["dev"].map50,
+            approval_mode=wiring.QUALITY_GATES["dev"].approval_mode,
         ),
         endpoint=EndpointSettings(
             instance_type="ml.c6i.xlarge",
@@ -230,8 +229,8 @@ def _prod(account: str, region: str, repository: str | None) -> EnvironmentSetti
             instance_type="ml.g5.2xlarge",
             use_spot=True,
             max_runtime_seconds=12 * 3600,
-            quality_gate_map50=0.7,
-            approval_mode="manual",
+            quality_gate_map50=wiring.QUALITY_GATES["prod"].map50,
+            approval_mode=wiring.QUALITY_GATES["prod"].approval_mode,
         ),
         endpoint=EndpointSettings(
             instance_type="ml.c6i.2xlarge",

@@ -83,6 +83,7 @@ def add_stacks(app: cdk.App, settings: EnvironmentSettings) -> dict[str, cdk.Sta
         settings=settings,
         data_key=storage.key,
         failure_topic=monitoring.topic,
+        bundle_root=bundle_root(app),
         description="Sim2Cloud render fleet (AWS Batch GPU) and job definitions",
     )
     # Stacks that name the bucket or a repository through PipelineNames hold no token of it: order them
@@ -95,14 +96,15 @@ def add_stacks(app: cdk.App, settings: EnvironmentSettings) -> dict[str, cdk.Sta
         settings=settings,
         data_key=storage.key,
         failure_topic=monitoring.topic,
-        job_queue=render.job_queue,
-        render_job=render.render_job,
-        finalize_job=render.finalize_job,
         bundle_root=bundle_root(app),
         description="Sim2Cloud orchestration Lambdas, rules, SageMaker role and model registry",
     )
     training.add_stack_dependency(storage)
     training.add_stack_dependency(registries)
+    # Render after Training: an environment deployed before the render launcher moved into the Render stack must
+    # first lose it from Training (its fixed function name, and Training's imports of the job queue and job
+    # definition exports), then get it back from Render; a fresh environment does not mind the order.
+    render.add_stack_dependency(training)
     endpoint = EndpointStack(
         app,
         settings.stack_name("Endpoint"),

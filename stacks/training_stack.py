@@ -1,28 +1,22 @@
-"""Training lifecycle: the orchestration Lambdas and their rules, the SageMaker execution role and the model
-package group the gate registers models in (the YOLO image's repository is in the Registries stack)."""
+"""Training lifecycle: the training launcher and the model gate with their rules, the SageMaker execution role
+and the model package group the gate registers models in (the YOLO image's repository is in the Registries
+stack; the render launcher is in the Render stack, which owns rendering)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_batch as batch
-from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from sim2cloud import contract
+from sim2cloud import contract, wiring
 from stacks.base import PipelineStack
 from stacks.config import EnvironmentSettings
 from stacks.constructs.arns import arn, nag_resource
@@ -32,14 +26,12 @@ from stacks.constructs.encryption import (
     allow_service_on_behalf_of_this_account,
     customer_key,
 )
-from stacks.constructs.event_patterns import event_pattern
 from stacks.constructs.nag import acknowledge
-from stacks.constructs.pipeline_function import PipelineFunction
-from stacks.constructs.secure_queue import dead_letter_queue, work_queue
+from stacks.constructs.pipeline_function import PipelineFunction, wired_function
+from stacks.constructs.wired_rules import add_wired_rules, alarm_on_dead_letters, function_target
 from stacks.names import PipelineNames
 from stacks.registries_stack import repository_named
 
-LAUNCHER_TIMEOUT = cdk.Duration.minutes(2)
 SAGEMAKER_TRAINING_LOG_GROUP = "log-group:/aws/sagemaker/TrainingJobs"
 """SageMaker's fixed log group for training jobs (streams are named per job)."""
 
@@ -59,9 +51,6 @@ class TrainingStack(PipelineStack):
         settings: EnvironmentSettings,
         data_key: kms.IKey,
         failure_topic: sns.ITopic,
-        job_queue: batch.IJobQueue,
-        render_job: batch.IJobDefinition,
-        finalize_job: batch.IJobDefinition,
         bundle_root: Path,
         **kwargs: Any,
     ) -> None:
@@ -76,7 +65,7 @@ class TrainingStack(PipelineStack):
             removal_policy=settings.removal_policy,
         )
         allow_cloudwatch_logs(self.key)
-        # EventBridge delivers to the encrypted queues (quiet-period queue and rule DLQs), for this account's
+        # EventBridge delivers to the encrypted rule DLQs, for this account's
         # rules only.
         allow_service_on_behalf_of_this_account(
             self.key, "events.amazonaws.com", arn("events", "rule/*"), sid="AllowEventBridgeRulesOfThisAccount"
@@ -93,42 +82,24 @@ class TrainingStack(PipelineStack):
         )
         self.model_package_group.apply_removal_policy(settings.removal_policy)
 
-        common = {
-            contract.Env.DATA_BUCKET: bucket,
-            contract.Env.ENVIRONMENT: settings.name,
-            contract.Env.LOG_LEVEL: "INFO",
-        }
+        common = wiring.common_environment(bucket, settings.name)
 
-        def function(construct_id: str, folder: str, name: str, environment: dict[str, str]) -> PipelineFunction:
-            created = PipelineFunction(
+        def function(folder: str, name: str, environment: dict[str, str]) -> PipelineFunction:
+            created = wired_function(
                 self,
-                construct_id,
-                source_folder=folder,
+                folder,
                 function_name=name,
                 environment={**common, **environment},
                 key=self.key,
                 bundle_root=bundle_root,
                 log_retention_days=settings.log_retention_days,
                 removal_policy=settings.removal_policy,
-                timeout=LAUNCHER_TIMEOUT,
             )
             self.dead_letter_queues.append(created.dlq)
             return created
 
-        render_launcher = function(
-            "RenderLauncher",
-            "render_launcher",
-            names.render_launcher_function,
-            {
-                contract.Env.JOB_QUEUE: job_queue.job_queue_arn,
-                contract.Env.RENDER_JOB_DEFINITION: render_job.job_definition_arn,
-                contract.Env.FINALIZE_JOB_DEFINITION: finalize_job.job_definition_arn,
-                contract.Env.QUIET_PERIOD_SECONDS: str(settings.quiet_period_seconds),
-            },
-        )
         training_launcher = function(
-            "TrainingLauncher",
-            "training_launcher",
+            wiring.TRAINING_LAUNCHER,
             names.training_launcher_function,
             {
                 contract.Env.TRAINING_IMAGE_URI: self.repository.repository_uri_for_tag(settings.image_tag),
@@ -136,9 +107,7 @@ class TrainingStack(PipelineStack):
                 contract.Env.TRAINING_INSTANCE_TYPE: settings.training.instance_type,
                 contract.Env.TRAINING_USE_SPOT: str(settings.training.use_spot).lower(),
                 contract.Env.TRAINING_MAX_RUNTIME_SECONDS: str(settings.training.max_runtime_seconds),
-                contract.Env.TRAINING_HYPERPARAMETERS: json.dumps(
-                    contract.DEFAULT_TRAINING_HYPERPARAMETERS, sort_keys=True
-                ),
+                contract.Env.TRAINING_HYPERPARAMETERS: wiring.training_hyperparameters_variable(),
                 contract.Env.KMS_KEY_ARN: data_key.key_arn,
                 **(
                     {contract.Env.TRAINING_WEIGHTS_S3_URI: settings.training.weights_s3_uri}
@@ -148,8 +117,7 @@ class TrainingStack(PipelineStack):
             },
         )
         model_gate = function(
-            "ModelGate",
-            "model_gate",
+            wiring.MODEL_GATE,
             names.model_gate_function,
             {
                 contract.Env.MODEL_PACKAGE_GROUP: names.model_package_group,
@@ -158,49 +126,9 @@ class TrainingStack(PipelineStack):
                 contract.Env.FAILURE_TOPIC_ARN: failure_topic.topic_arn,
             },
         )
-        self.functions = {
-            "render_launcher": render_launcher,
-            "training_launcher": training_launcher,
-            "model_gate": model_gate,
-        }
+        self.functions = {wiring.TRAINING_LAUNCHER: training_launcher, wiring.MODEL_GATE: model_gate}
 
         # --- permissions, each scoped to what the handler calls --------------------------------------------
-        grant_prefixes(
-            render_launcher.grantable,
-            bucket,
-            data_key,
-            read=(contract.MESHES_PREFIX, contract.RUNS_PREFIX),
-            write=(contract.RUNS_PREFIX, contract.QUARANTINE_PREFIX),
-            nag_scope=render_launcher.role,
-        )
-        # Releasing its own claim (runs/<run>/status.json) after a failed submit; nothing else is deleted.
-        render_launcher.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:DeleteObject"],
-                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{contract.RUNS_PREFIX}*"],
-            )
-        )
-        render_launcher.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["batch:SubmitJob"],
-                resources=[
-                    job_queue.job_queue_arn,
-                    # SubmitJob authorizes the definition by name with any revision.
-                    _any_revision(names.render_job_definition),
-                    _any_revision(names.finalize_job_definition),
-                ],
-            )
-        )
-        acknowledge(
-            render_launcher.role,
-            "AwsSolutions-IAM5",
-            "Job definitions are authorized as name:* because every deployment registers a new revision.",
-            applies_to=tuple(
-                nag_resource("batch", f"job-definition/{n}:*")
-                for n in (names.render_job_definition, names.finalize_job_definition)
-            ),
-        )
-
         grant_prefixes(
             training_launcher.grantable,
             bucket,
@@ -278,68 +206,13 @@ class TrainingStack(PipelineStack):
             applies_to=(nag_training_jobs,),
         )
 
-        # --- events --------------------------------------------------------------------------------------
-        # Mesh drops wait out the quiet period in SQS (DeliveryDelay) before the launcher sees them, so one
-        # drop of many files becomes one submission; the batch config file goes to the launcher at once.
-        quiet_dlq = dead_letter_queue(self, "QuietPeriodDlq", key=self.key)
-        quiet_queue = work_queue(
-            self,
-            "QuietPeriodQueue",
-            key=self.key,
-            dead_letter=quiet_dlq,
-            max_receive_count=5,
-            # AWS guidance: at least 6x the function timeout, so a slow batch is not redelivered mid-flight.
-            visibility_timeout=cdk.Duration.seconds(LAUNCHER_TIMEOUT.to_seconds() * 6),
-            delivery_delay=cdk.Duration.seconds(settings.quiet_period_seconds),
-        )
-        self.dead_letter_queues.append(quiet_dlq)
-        render_launcher.function.add_event_source(
-            sources.SqsEventSource(quiet_queue, batch_size=10, report_batch_item_failures=True)
-        )
-        self._rule(
-            "MeshCreated",
-            contract.mesh_created_pattern(bucket),
-            lambda dlq: targets.SqsQueue(quiet_queue, dead_letter_queue=dlq, retry_attempts=8),
-        )
-        self._rule(
-            "BatchConfigCreated",
-            contract.batch_config_created_pattern(bucket),
-            lambda dlq: targets.LambdaFunction(render_launcher.function, dead_letter_queue=dlq, retry_attempts=8),
-        )
-        self._rule(
-            "DatasetManifestCreated",
-            contract.dataset_manifest_created_pattern(bucket),
-            lambda dlq: targets.LambdaFunction(training_launcher.function, dead_letter_queue=dlq, retry_attempts=8),
-        )
-        self._rule(
-            "TrainingStateChange",
-            contract.training_state_change_pattern(),
-            lambda dlq: targets.LambdaFunction(model_gate.function, dead_letter_queue=dlq, retry_attempts=8),
-        )
-
-        # Anything in a dead-letter queue is a failure a person must see.
-        for queue in self.dead_letter_queues:
-            alarm = cw.Alarm(
-                queue,
-                "DepthAlarm",
-                metric=queue.metric_approximate_number_of_messages_visible(
-                    period=cdk.Duration.minutes(5), statistic="Maximum"
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"Messages in dead-letter queue {queue.node.path}",
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(failure_topic))
+        # --- events: a dataset manifest starts training, a training job's end reaches the gate ------------
+        inputs = wiring.RuleInputs(data_bucket=bucket, job_queue_arn="")
+        targets_here = {name: function_target(created.function) for name, created in self.functions.items()}
+        self.dead_letter_queues += add_wired_rules(self, inputs, targets_here, key=self.key)
+        alarm_on_dead_letters(self.dead_letter_queues, failure_topic)
 
         cdk.CfnOutput(self, contract.MODEL_PACKAGE_GROUP_OUTPUT, value=names.model_package_group)
-        cdk.CfnOutput(self, contract.RENDER_LAUNCHER_OUTPUT, value=names.render_launcher_function)
-
-    def _rule(self, construct_id: str, pattern: dict[str, Any], target: Any) -> events.Rule:
-        dlq = dead_letter_queue(self, f"{construct_id}TargetDlq", key=self.key)
-        self.dead_letter_queues.append(dlq)
-        return events.Rule(self, construct_id, event_pattern=event_pattern(pattern), targets=[target(dlq)])
 
     def _execution_role(self, settings: EnvironmentSettings, names: PipelineNames, data_key: kms.IKey) -> iam.Role:
         """The role SageMaker training jobs run as: datasets and weights in, models out, nothing else."""
@@ -398,7 +271,3 @@ class TrainingStack(PipelineStack):
             applies_to=(nag_resource("logs", f"{SAGEMAKER_TRAINING_LOG_GROUP}:*"),),
         )
         return role
-
-
-def _any_revision(job_definition_name: str) -> str:
-    return arn("batch", f"job-definition/{job_definition_name}:*")

@@ -30,15 +30,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
-from shared.settings import EnvReader
+from shared import outcome as shared_outcome
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.contract import Env
+from sim2cloud.env_reader import EnvReader
 from sim2cloud.report.stored import write_stored_report
+from sim2cloud.s3_transfer import split_s3_uri
 
 log = get_logger("sim2cloud.model_gate")
 
@@ -123,11 +124,15 @@ def metadata_value(value: Any) -> str:
     return text[:MAX_METADATA_VALUE]
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+def artifact_location(uri: str) -> tuple[str, str]:
+    """``(bucket, key)`` of the model artifact's ``s3://bucket/key``; ArtifactError when it names no object."""
+    try:
+        bucket, key = split_s3_uri(uri)
+    except ValueError:
+        bucket, key = "", ""
+    if not key.strip("/"):
         raise ArtifactError(f"model artifact URI {uri!r} is not s3://bucket/key")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key
 
 
 def read_model_json(archive: Any, uri: str) -> dict[str, Any]:
@@ -196,7 +201,7 @@ class TrainingJob:
         run = _tags(detail.get("Tags")).get(contract.TRAINING_RUN_TAG)
         for uri in (artifact, output):
             if run is None and isinstance(uri, str) and uri.startswith("s3://"):
-                run = contract.parse_model_key_run(urlparse(uri).path.lstrip("/"))
+                run = contract.parse_model_key_run(split_s3_uri(uri)[1])
         return cls(
             name=name,
             arn=str(detail.get("TrainingJobArn", "")),
@@ -216,18 +221,24 @@ class TrainingJob:
 # --------------------------------------------------------------------------------------
 # The gate
 # --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Outcome:
-    action: str
-    """``ignored``, ``notified``, ``rejected``, ``duplicate`` or ``registered``."""
+@dataclass(frozen=True, kw_only=True)
+class Outcome(shared_outcome.Outcome):
+    """Actions: ``ignored``, ``notified``, ``rejected``, ``duplicate`` or ``registered``."""
+
     training_job: str | None = None
-    run: str | None = None
     model_package_arn: str | None = None
     approval_status: str | None = None
-    detail: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in vars(self).items() if value not in (None, "")}
+    @classmethod
+    def registered(cls, job: TrainingJob, arn: str, verdict: Verdict) -> Outcome:
+        return cls(
+            action="registered",
+            training_job=job.name,
+            run=job.run,
+            model_package_arn=arn,
+            approval_status=verdict.status,
+            detail=verdict.reason,
+        )
 
 
 class ModelGate:
@@ -246,17 +257,17 @@ class ModelGate:
         job = TrainingJob.from_detail(detail)
         if not job.name.startswith(contract.TRAINING_JOB_NAME_PREFIX):
             log.info("ignored: not one of our training jobs", extra={"training_job": job.name})
-            return Outcome("ignored", training_job=job.name, detail="name without our prefix")
+            return Outcome(action="ignored", training_job=job.name, detail="name without our prefix")
         if job.status not in contract.TRAINING_TERMINAL_STATUSES:
             log.info("ignored: job not finished", extra={"training_job": job.name, "status": job.status})
-            return Outcome("ignored", training_job=job.name, detail=f"status {job.status}")
+            return Outcome(action="ignored", training_job=job.name, detail=f"status {job.status}")
         if job.status == "Completed" and not job.complete:
             job = TrainingJob.from_detail(self.sagemaker.describe_training_job(TrainingJobName=job.name))
             job = self._with_run_from_tags(job)
         bind(run=job.run, training_job=job.name)
         if job.status != "Completed":
             self._notify(job, f"training job {job.status.lower()}", job.failure_reason or "(no failure reason given)")
-            return Outcome("notified", training_job=job.name, run=job.run, detail=job.status)
+            return Outcome(action="notified", training_job=job.name, run=job.run, detail=job.status)
         return self._register(job)
 
     def _with_run_from_tags(self, job: TrainingJob) -> TrainingJob:
@@ -294,14 +305,14 @@ class ModelGate:
         if job.model_artifact is None or job.training_image is None or job.run is None:
             missing = "run id" if job.run is None else "model artifact or training image"
             self._notify(job, "completed job cannot be registered", f"{missing} unknown for the job")
-            return Outcome("rejected", training_job=job.name, run=job.run, detail=f"{missing} unknown")
+            return Outcome(action="rejected", training_job=job.name, run=job.run, detail=f"{missing} unknown")
         try:
-            bucket, key = split_s3_uri(job.model_artifact)
+            bucket, key = artifact_location(job.model_artifact)
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
             model_json = read_model_json(body, job.model_artifact)
         except ArtifactError as err:
             self._notify(job, "model artifact unusable", str(err))
-            return Outcome("rejected", training_job=job.name, run=job.run, detail=str(err))
+            return Outcome(action="rejected", training_job=job.name, run=job.run, detail=str(err))
         metrics = model_json.get(contract.MODEL_JSON_METRICS_FIELD)
         metrics = metrics if isinstance(metrics, Mapping) else {}
         verdict = gate_verdict(metrics, self.settings.quality_gate_map50, self.settings.approval_mode)
@@ -337,7 +348,7 @@ class ModelGate:
             extra={"model_package_arn": arn, "approval_status": verdict.status, "reason": verdict.reason},
         )
         self._write_report(job, model_json, key, metrics, verdict, arn)
-        return Outcome("registered", job.name, job.run, arn, verdict.status, verdict.reason)
+        return Outcome.registered(job, arn, verdict)
 
     def _metadata(self, job: TrainingJob, metrics: Mapping[str, Any], verdict: Verdict) -> dict[str, str]:
         metadata = {
@@ -441,7 +452,9 @@ class ModelGate:
             log.info(
                 "duplicate: package already registered", extra={"model_package_arn": arn, "approval_status": status}
             )
-            return Outcome("duplicate", job.name, job.run, arn, status)
+            return Outcome(
+                action="duplicate", training_job=job.name, run=job.run, model_package_arn=arn, approval_status=status
+            )
         # A crash between create and update left the verdict unset: finish it from what was recorded.
         metadata = {str(k): str(v) for k, v in (package.get("CustomerMetadataProperties") or {}).items()}
         result = metadata.get(f"{METADATA_PREFIX}gate-result", "unknown")
@@ -450,4 +463,4 @@ class ModelGate:
         verdict = Verdict(APPROVED if approved else PENDING, result, reason)
         self._apply_verdict(arn, verdict, metadata)
         log.warning("finished an interrupted registration", extra={"model_package_arn": arn})
-        return Outcome("registered", job.name, job.run, arn, verdict.status, verdict.reason)
+        return Outcome.registered(job, arn, verdict)

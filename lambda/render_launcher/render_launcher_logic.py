@@ -52,13 +52,16 @@ from datetime import datetime
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
-from shared.s3_events import S3ObjectRef
-from shared.settings import EnvReader
+from shared import outcome as shared_outcome
+from shared.quarantine import write_quarantine_record
+from shared.s3_events import S3ObjectRef, not_ours
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.batch_config import MAX_BATCH_CONFIG_BYTES, BatchConfigProblem, parse_batch_config
 from sim2cloud.contract import Env
+from sim2cloud.env_reader import EnvReader
+from sim2cloud.s3_transfer import etag, is_not_found, iter_objects
 
 log = get_logger("sim2cloud.render_launcher")
 
@@ -332,21 +335,11 @@ def batch_of_key(key: str) -> str | None:
 # --------------------------------------------------------------------------------------
 def list_batch(s3: Any, bucket: str, batch: str) -> list[StoredObject]:
     """Every object under ``meshes/<batch>/`` except folder placeholders."""
-    objects: list[StoredObject] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=contract.mesh_batch_prefix(batch)):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/"):
-                continue
-            objects.append(
-                StoredObject(
-                    key=item["Key"],
-                    etag=item["ETag"].strip('"'),
-                    size=int(item["Size"]),
-                    last_modified=item["LastModified"],
-                )
-            )
-    return objects
+    return [
+        StoredObject(key=item["Key"], etag=etag(item), size=int(item["Size"]), last_modified=item["LastModified"])
+        for item in iter_objects(s3, bucket, contract.mesh_batch_prefix(batch))
+        if not item["Key"].endswith("/")
+    ]
 
 
 def _put_json(s3: Any, bucket: str, key: str, body: Mapping[str, Any], **conditions: str) -> str:
@@ -369,17 +362,16 @@ def _is_precondition_failure(err: ClientError) -> bool:
 
 def write_quarantine_reason(s3: Any, bucket: str, rejection: Rejection, batch: str | None, run: str | None) -> None:
     """Record why an upload was rejected. The content is deterministic, so a repeat write changes nothing."""
-    reason = {
-        "key": rejection.key,
-        "etag": rejection.etag,
-        "size": rejection.size,
-        "reason": rejection.reason,
-        "batch": batch,
-        "run": run,
-        "rejected_by": "render-launcher",
-        "contract_version": contract.CONTRACT_VERSION,
-    }
-    _put_json(s3, bucket, contract.quarantine_reason_key(rejection.key), reason)
+    record = contract.quarantine_record(
+        key=rejection.key,
+        etag=rejection.etag,
+        size=rejection.size,
+        reason=rejection.reason,
+        rejected_by="render-launcher",
+        batch=batch,
+        run=run,
+    )
+    write_quarantine_record(s3, bucket, record)
     log.warning("rejected upload", extra={"key": rejection.key, "reason": rejection.reason})
 
 
@@ -394,7 +386,7 @@ def read_status(s3: Any, bucket: str, run: str) -> RunStatus | None:
     try:
         response = s3.get_object(Bucket=bucket, Key=contract.run_status_key(run))
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if is_not_found(err):
             return None
         raise
     return RunStatus(json.loads(response["Body"].read()), str(response["ETag"]), response["LastModified"])
@@ -403,20 +395,13 @@ def read_status(s3: Any, bucket: str, run: str) -> RunStatus | None:
 # --------------------------------------------------------------------------------------
 # The launcher
 # --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Outcome:
-    """What one event led to (returned by the handler and logged)."""
+@dataclass(frozen=True, kw_only=True)
+class Outcome(shared_outcome.Outcome):
+    """Actions: ``ignored``, ``waiting``, ``duplicate``, ``rejected`` or ``submitted``."""
 
-    action: str
-    """``ignored``, ``waiting``, ``duplicate``, ``rejected`` or ``submitted``."""
     batch: str | None = None
-    run: str | None = None
-    detail: str = ""
     render_job_id: str | None = None
     finalize_job_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in vars(self).items() if value not in (None, "")}
 
 
 class RenderLauncher:
@@ -429,19 +414,16 @@ class RenderLauncher:
 
     def on_object_created(self, ref: S3ObjectRef, now: datetime) -> Outcome:
         """Handle one ``Object Created`` report (delayed, or the batch file's immediate event)."""
-        if ref.bucket != self.settings.bucket:
-            log.warning("ignored: event for another bucket", extra={"bucket": ref.bucket, "key": ref.key})
-            return Outcome("ignored", detail=f"bucket {ref.bucket!r} is not {self.settings.bucket!r}")
-        if ref.is_folder_placeholder:
-            log.info("ignored: folder placeholder", extra={"key": ref.key})
-            return Outcome("ignored", detail="folder placeholder")
+        ignored = not_ours(ref, self.settings.bucket, log)
+        if ignored:
+            return Outcome(action="ignored", detail=ignored)
         if not ref.key.startswith(contract.MESHES_PREFIX):
             log.info("ignored: key outside meshes/", extra={"key": ref.key})
-            return Outcome("ignored", detail=f"key outside {contract.MESHES_PREFIX}")
+            return Outcome(action="ignored", detail=f"key outside {contract.MESHES_PREFIX}")
         batch = batch_of_key(ref.key)
         if batch is None:
             self._reject_loose_file(ref)
-            return Outcome("rejected", detail="file is not inside a batch folder")
+            return Outcome(action="rejected", detail="file is not inside a batch folder")
         bind(batch=batch)
         is_batch_file = ref.key == contract.batch_config_key(batch)
         return self.evaluate_batch(batch, now, immediate=is_batch_file)
@@ -450,7 +432,7 @@ class RenderLauncher:
         try:
             head = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(err):
                 log.info("ignored: loose file no longer exists", extra={"key": ref.key})
                 return
             raise
@@ -466,7 +448,7 @@ class RenderLauncher:
         objects = list_batch(self.s3, self.settings.bucket, batch)
         if not objects:
             log.info("ignored: batch has no objects any more")
-            return Outcome("ignored", batch=batch, detail="batch is empty")
+            return Outcome(action="ignored", batch=batch, detail="batch is empty")
         newest = max(obj.last_modified for obj in objects)
         age = (now - newest).total_seconds()
         if not immediate and age < self.settings.quiet_period_seconds:
@@ -474,7 +456,7 @@ class RenderLauncher:
                 "waiting: files still arriving",
                 extra={"newest_age_s": round(age, 1), "quiet_period_s": self.settings.quiet_period_seconds},
             )
-            return Outcome("waiting", batch=batch, detail=f"newest object is {age:.0f}s old")
+            return Outcome(action="waiting", batch=batch, detail=f"newest object is {age:.0f}s old")
         try:
             contract.check_name(batch, "batch folder name")
         except ValueError as err:
@@ -482,14 +464,14 @@ class RenderLauncher:
                 write_quarantine_reason(
                     self.s3, self.settings.bucket, Rejection(obj.key, obj.etag, obj.size, str(err)), batch, None
                 )
-            return Outcome("rejected", batch=batch, detail=str(err))
+            return Outcome(action="rejected", batch=batch, detail=str(err))
 
         run = run_id_for(batch, objects)
         bind(run=run)
         status = read_status(self.s3, self.settings.bucket, run)
         if status is not None and status.body.get("state") in FINAL_STATES:
             log.info("duplicate: this batch content was already handled", extra={"state": status.body["state"]})
-            return Outcome("duplicate", batch=batch, run=run, detail=str(status.body["state"]))
+            return Outcome(action="duplicate", batch=batch, run=run, detail=str(status.body["state"]))
 
         verdict = judge_batch(objects, self._read_config, self.settings.limits)
         review, frames, shards = verdict.review, verdict.frames, verdict.shards
@@ -510,7 +492,7 @@ class RenderLauncher:
         if no_submit_reason is not None:
             self._record_rejected_run(run, {**base, "state": STATE_REJECTED, "reason": no_submit_reason}, now)
             log.warning("rejected: nothing submitted", extra={"reason": no_submit_reason})
-            return Outcome("rejected", batch=batch, run=run, detail=no_submit_reason)
+            return Outcome(action="rejected", batch=batch, run=run, detail=no_submit_reason)
         return self._claim_and_submit(base, review, now)
 
     def _read_config(self, config: StoredObject) -> bytes:
@@ -575,7 +557,9 @@ class RenderLauncher:
                 "frames": body["frames"],
             },
         )
-        return Outcome("submitted", batch=batch, run=run, render_job_id=render_job_id, finalize_job_id=finalize_job_id)
+        return Outcome(
+            action="submitted", batch=batch, run=run, render_job_id=render_job_id, finalize_job_id=finalize_job_id
+        )
 
     def _take_over_stale_claim(self, run: str, now: datetime) -> tuple[dict[str, Any], str] | Outcome:
         status = read_status(self.s3, self.settings.bucket, run)
@@ -584,7 +568,7 @@ class RenderLauncher:
         state = status.body.get("state")
         if state in FINAL_STATES:
             log.info("duplicate: another invocation handled this batch content", extra={"state": state})
-            return Outcome("duplicate", batch=status.body.get("batch"), run=run, detail=str(state))
+            return Outcome(action="duplicate", batch=status.body.get("batch"), run=run, detail=str(state))
         age = (now - status.last_modified).total_seconds()
         if age < CLAIM_TIMEOUT_SECONDS:
             raise RunBusy(f"run {run} is being submitted by another invocation ({state}, {age:.0f}s ago); retry")

@@ -17,6 +17,7 @@ Anything else raises :class:`UnrecognizedEvent` naming what was seen, so a wirin
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -134,4 +135,16 @@ def sqs_records(event: Any) -> list[Mapping[str, Any]] | None:
         and all(isinstance(record, Mapping) and record.get("eventSource") == "aws:sqs" for record in records)
     ):
         return records
+    return None
+
+
+def not_ours(ref: S3ObjectRef, bucket: str, log: logging.Logger) -> str | None:
+    """Why an object event is none of this pipeline's business (logged to ``log``), or None when it is: an
+    event of another bucket, or a console's folder placeholder."""
+    if ref.bucket != bucket:
+        log.warning("ignored: event for another bucket", extra={"bucket": ref.bucket, "key": ref.key})
+        return f"bucket {ref.bucket!r} is not {bucket!r}"
+    if ref.is_folder_placeholder:
+        log.info("ignored: folder placeholder", extra={"key": ref.key})
+        return "folder placeholder"
     return None

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
-from shared.s3_events import S3ObjectRef
-from shared.settings import EnvReader
+from shared import outcome as shared_outcome
+from shared.quarantine import write_quarantine_record
+from shared.s3_events import S3ObjectRef, not_ours
 from shared.structured_log import bind, get_logger
 
 from sim2cloud import contract
 from sim2cloud.contract import Env
+from sim2cloud.env_reader import EnvReader
 
 log = get_logger("sim2cloud.training_launcher")
 
@@ -221,16 +223,11 @@ def parse_manifest(body: bytes, key: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 # The launcher
 # --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Outcome:
-    action: str
-    """``ignored``, ``duplicate`` or ``created``."""
-    run: str | None = None
-    training_job_name: str | None = None
-    detail: str = ""
+@dataclass(frozen=True, kw_only=True)
+class Outcome(shared_outcome.Outcome):
+    """Actions: ``ignored``, ``duplicate`` or ``created``."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in vars(self).items() if value not in (None, "")}
+    training_job_name: str | None = None
 
 
 def _error_code(err: ClientError) -> str:
@@ -244,16 +241,13 @@ class TrainingLauncher:
         self.sagemaker = sagemaker
 
     def on_object_created(self, ref: S3ObjectRef) -> Outcome:
-        if ref.bucket != self.settings.bucket:
-            log.warning("ignored: event for another bucket", extra={"bucket": ref.bucket, "key": ref.key})
-            return Outcome("ignored", detail=f"bucket {ref.bucket!r}")
-        if ref.is_folder_placeholder:
-            log.info("ignored: folder placeholder", extra={"key": ref.key})
-            return Outcome("ignored", detail="folder placeholder")
+        ignored = not_ours(ref, self.settings.bucket, log)
+        if ignored:
+            return Outcome(action="ignored", detail=ignored)
         run = contract.parse_dataset_manifest_key(ref.key)
         if run is None:
             log.info("ignored: not a dataset manifest", extra={"key": ref.key})
-            return Outcome("ignored", detail="not datasets/<run>/manifest.json")
+            return Outcome(action="ignored", detail="not datasets/<run>/manifest.json")
         bind(run=run)
         try:
             contract.check_id(run, "run id")
@@ -263,7 +257,7 @@ class TrainingLauncher:
         name = training_job_name(run)
         if self._job_exists(name):
             log.info("duplicate: training job already exists", extra={"training_job": name})
-            return Outcome("duplicate", run=run, training_job_name=name)
+            return Outcome(action="duplicate", run=run, training_job_name=name)
         body = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
         try:
             manifest = parse_manifest(body, ref.key)
@@ -277,7 +271,7 @@ class TrainingLauncher:
             message = str(err.response.get("Error", {}).get("Message", ""))
             if _error_code(err) == "ResourceInUse" or "already exists" in message:
                 log.info("duplicate: training job created concurrently", extra={"training_job": name})
-                return Outcome("duplicate", run=run, training_job_name=name)
+                return Outcome(action="duplicate", run=run, training_job_name=name)
             raise
         log.info(
             "created training job",
@@ -288,7 +282,7 @@ class TrainingLauncher:
                 "hyperparameters": request["HyperParameters"],
             },
         )
-        return Outcome("created", run=run, training_job_name=name)
+        return Outcome(action="created", run=run, training_job_name=name)
 
     def _job_exists(self, name: str) -> bool:
         try:
@@ -300,11 +294,13 @@ class TrainingLauncher:
         return True
 
     def _record_rejection(self, ref: S3ObjectRef, reason: str) -> None:
-        record = {"key": ref.key, "etag": ref.etag, "reason": reason, "rejected_by": "training-launcher"}
-        self.s3.put_object(
-            Bucket=ref.bucket,
-            Key=contract.quarantine_reason_key(ref.key),
-            Body=json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8"),
-            ContentType="application/json",
+        record = contract.quarantine_record(
+            key=ref.key,
+            etag=ref.etag,
+            size=ref.size,
+            reason=reason,
+            rejected_by="training-launcher",
+            run=contract.parse_dataset_manifest_key(ref.key),
         )
+        write_quarantine_record(self.s3, ref.bucket, record)
         log.error("rejected manifest", extra={"key": ref.key, "reason": reason})

@@ -87,8 +87,9 @@ def _from_stacks(name: str, endpoint_url: str | None) -> DeployedEnvironment:
     try:
         cloudformation = boto3.client("cloudformation")
         storage = _outputs(cloudformation, contract.stack_name(name, "Storage"))
+        render = _outputs(cloudformation, contract.stack_name(name, "Render"))
         training = _outputs(cloudformation, contract.stack_name(name, "Training"))
-        launcher = training[contract.RENDER_LAUNCHER_OUTPUT]
+        launcher = render[contract.RENDER_LAUNCHER_OUTPUT]
         configuration = boto3.client("lambda").get_function_configuration(FunctionName=launcher)
     except KeyError as err:
         raise EnvironmentNotFound(f"environment {name!r}: its stacks have no output {err} (deploy them again)") from err

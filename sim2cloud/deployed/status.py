@@ -27,6 +27,7 @@ from sim2cloud.deployed.environment import (
     aws_session,
     lambda_logic,
 )
+from sim2cloud.s3_transfer import is_not_found
 
 STAGES = ("render", "finalize", "training", "gate", "package")
 MAX_PACKAGES_SEARCHED = 200
@@ -89,7 +90,7 @@ def _json_object(s3: Any, bucket: str, key: str) -> tuple[dict[str, Any], dateti
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(err):
             return None
         raise
     return json.loads(response["Body"].read()), response["LastModified"]

@@ -31,10 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
-from urllib.parse import urlparse
 
-from sim2cloud import contract
+from sim2cloud import contract, s3_transfer
 from sim2cloud.contract import Env
+from sim2cloud.s3_transfer import split_s3_uri
 
 BATCH_IMAGE_ENTRYPOINT: Final = (sys.executable, "-m", "isaac_jobs.cloud")
 """The render image's entrypoint (``/isaac-sim/python.sh -m isaac_jobs.cloud``) with this interpreter."""
@@ -204,37 +204,17 @@ def run_batch_job(job: BatchJob, base_env: Mapping[str, str], log_dir: Path, *, 
 # --------------------------------------------------------------------------------------
 # SageMaker training
 # --------------------------------------------------------------------------------------
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def _download_prefix(s3: Any, uri: str, dest: Path) -> int:
-    """Download every object under the S3 prefix (or the single object) ``uri`` into ``dest``."""
+def download_uri(s3: Any, uri: str, dest: Path) -> int:
+    """Download every object under the S3 prefix (or the single object) ``uri`` into ``dest``; return how many."""
     bucket, prefix = split_s3_uri(uri)
-    count = 0
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            relative = key[len(prefix) :].lstrip("/") or Path(key).name
-            if key.endswith("/") or ".." in Path(relative).parts:
-                continue
-            target = dest / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(target))
-            count += 1
-    return count
+    return len(s3_transfer.download_prefix(s3, bucket, prefix, dest))
 
 
 def _upload_dir(s3: Any, source: Path, uri: str) -> int:
     bucket, prefix = split_s3_uri(uri)
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    files = sorted(p for p in source.rglob("*") if p.is_file())
-    for path in files:
-        s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
+    files = s3_transfer.files_below(source)
+    s3_transfer.upload_files(s3, bucket, source, prefix, files)
     return len(files)
 
 
@@ -286,11 +266,11 @@ def run_training_job(
     )
     for channel in channels:
         uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-        count = _download_prefix(s3, uri, Path(paths.channel(channel["ChannelName"])))
+        count = download_uri(s3, uri, Path(paths.channel(channel["ChannelName"])))
         print(f"    channel {channel['ChannelName']}: {count} objects from {uri}", flush=True)
     checkpoint_uri = (request.get("CheckpointConfig") or {}).get("S3Uri")
     if checkpoint_uri:
-        restored = _download_prefix(s3, checkpoint_uri, Path(paths.checkpoint_dir))
+        restored = download_uri(s3, checkpoint_uri, Path(paths.checkpoint_dir))
         if restored:
             print(f"    checkpoints: {restored} objects restored from {checkpoint_uri}", flush=True)
 

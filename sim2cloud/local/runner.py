@@ -2,7 +2,7 @@
 
 Real parts only: a moto server on 127.0.0.1 is AWS (real HTTP, real boto3 calls, in this process and in
 every job process through ``AWS_ENDPOINT_URL``); the three Lambda handlers are imported from the bundles
-CDK deploys (``stacks/constructs/lambda_bundle.py``) and invoked with events of the real shapes, routed by
+CDK deploys (``sim2cloud/lambda_bundle.py``) and invoked with events of the real shapes, routed by
 the contract's EventBridge patterns; the Batch and SageMaker jobs they submit are read back from moto and
 run by :mod:`sim2cloud.local.executor` with their real entrypoints.
 
@@ -38,9 +38,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-from sim2cloud import contract
+from sim2cloud import contract, wiring
 from sim2cloud.contract import Env
 from sim2cloud.local import events, executor
+from sim2cloud.s3_transfer import etag, iter_objects, split_s3_uri
 
 REGION: Final = "us-east-1"
 LOCAL_ENVIRONMENT: Final = "local"
@@ -55,8 +56,8 @@ FAILURE_TOPIC: Final = "sim2cloud-local-failures"
 LOCAL_TRAINING_IMAGE: Final = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sim2cloud-local-yolo:demo"
 """Recorded in the training request and the model package; locally the image is this checkout."""
 LOCAL_TRAINING_INSTANCE: Final = "ml.c6i.xlarge"
-LOCAL_QUALITY_GATE_MAP50: Final = 0.5
-"""The dev environment's gate (stacks/config.py)."""
+LOCAL_QUALITY_GATE: Final = wiring.QUALITY_GATES[wiring.LOCAL_GATE_OF]
+"""The model gate's threshold and approval mode (the dev environment's)."""
 
 DEMO_IMGSZ: Final = 128
 """The demo trains and renders at this size: rendered at the training size, nothing is resized, and on 2 CPU
@@ -89,7 +90,7 @@ mosaic in the first 3 epochs only (at 128 px a mosaic shrinks the objects to a f
 user's: shard markers -> manifest -> the launcher's request. The environments' defaults
 (``contract.DEFAULT_TRAINING_HYPERPARAMETERS``) are what a batch without it gets."""
 
-FUNCTIONS: Final = ("render_launcher", "training_launcher", "model_gate")
+FUNCTIONS: Final = tuple(wiring.FUNCTIONS)
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DUMMY_CREDENTIALS: Final = {
     "AWS_ACCESS_KEY_ID": "sim2cloud-local",
@@ -274,6 +275,23 @@ class LocalResources:
     quiet_queue_arn: str
 
 
+def local_job_definitions(work_dir: Path) -> dict[str, dict[str, Any]]:
+    """The render stack's job definitions (sim2cloud/wiring.py) as Batch container properties: the GL backend
+    instead of Isaac Sim, a local work dir instead of the instance store."""
+    common = wiring.common_environment(LOCAL_BUCKET, LOCAL_ENVIRONMENT)
+    definitions = {}
+    for name, job in ((RENDER_DEFINITION, wiring.RENDER_JOB), (FINALIZE_DEFINITION, wiring.FINALIZE_JOB)):
+        env = wiring.job_environment(job, common, str(work_dir), render_backend="gl")
+        definitions[name] = {
+            "image": "sim2cloud-local-render:demo",
+            "vcpus": 2,
+            "memory": 4096,
+            "command": wiring.job_command(job),
+            "environment": [{"name": k, "value": v} for k, v in env.items()],
+        }
+    return definitions
+
+
 def create_resources(work_dir: Path) -> LocalResources:
     import boto3
 
@@ -295,30 +313,12 @@ def create_resources(work_dir: Path) -> LocalResources:
         priority=1,
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
     )
-    # The render stack's job definitions: same environment names; the GL backend instead of Isaac Sim, a local
-    # work dir instead of the instance store.
-    common = {
-        Env.DATA_BUCKET: LOCAL_BUCKET,
-        Env.ENVIRONMENT: LOCAL_ENVIRONMENT,
-        Env.LOG_LEVEL: "INFO",
-        Env.WORK_DIR: str(work_dir),
+    definitions = {
+        name: batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=properties)[
+            "jobDefinitionArn"
+        ]
+        for name, properties in local_job_definitions(work_dir).items()
     }
-    definitions = {}
-    for name, command, env in (
-        (RENDER_DEFINITION, ["shard"], {**common, Env.RENDER_BACKEND: "gl"}),
-        (FINALIZE_DEFINITION, ["finalize"], common),
-    ):
-        definitions[name] = batch.register_job_definition(
-            jobDefinitionName=name,
-            type="container",
-            containerProperties={
-                "image": "sim2cloud-local-render:demo",
-                "vcpus": 2,
-                "memory": 4096,
-                "command": command,
-                "environment": [{"name": k, "value": v} for k, v in env.items()],
-            },
-        )["jobDefinitionArn"]
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_model_package_group(
         ModelPackageGroupName=MODEL_PACKAGE_GROUP,
@@ -342,37 +342,43 @@ def create_resources(work_dir: Path) -> LocalResources:
 
 
 def function_environments(resources: LocalResources, frames_per_shard: int) -> dict[str, dict[str, str]]:
-    """The environment CDK gives each function (stacks/training_stack.py), with local values; plus
-    ``SIM2CLOUD_FRAMES_PER_SHARD`` (CDK leaves the launcher's default, 50), so a small demo still renders an
-    array job of a few children instead of one process per 50 frames on two cores."""
-    common = {Env.DATA_BUCKET: resources.bucket, Env.ENVIRONMENT: LOCAL_ENVIRONMENT, Env.LOG_LEVEL: "INFO"}
-    return {
-        "render_launcher": {
-            **common,
+    """The environment the stacks give each function (sim2cloud/wiring.py), with local values; plus
+    ``SIM2CLOUD_FRAMES_PER_SHARD`` (the stacks leave the launcher's default, 50), so a small demo still renders
+    an array job of a few children instead of one process per 50 frames on two cores."""
+    common = wiring.common_environment(resources.bucket, LOCAL_ENVIRONMENT)
+    values = {
+        wiring.RENDER_LAUNCHER: {
             Env.JOB_QUEUE: resources.job_queue_arn,
             Env.RENDER_JOB_DEFINITION: resources.render_definition_arn,
             Env.FINALIZE_JOB_DEFINITION: resources.finalize_definition_arn,
             Env.QUIET_PERIOD_SECONDS: "0",
             Env.FRAMES_PER_SHARD: str(frames_per_shard),
         },
-        "training_launcher": {
-            **common,
+        wiring.TRAINING_LAUNCHER: {
             Env.TRAINING_IMAGE_URI: LOCAL_TRAINING_IMAGE,
             Env.TRAINING_ROLE_ARN: resources.training_role_arn,
             Env.TRAINING_INSTANCE_TYPE: LOCAL_TRAINING_INSTANCE,
             Env.TRAINING_USE_SPOT: "true",
             Env.TRAINING_MAX_RUNTIME_SECONDS: str(6 * 3600),
-            Env.TRAINING_HYPERPARAMETERS: json.dumps(contract.DEFAULT_TRAINING_HYPERPARAMETERS, sort_keys=True),
+            Env.TRAINING_HYPERPARAMETERS: wiring.training_hyperparameters_variable(),
             Env.KMS_KEY_ARN: resources.kms_key_arn,
         },
-        "model_gate": {
-            **common,
+        wiring.MODEL_GATE: {
             Env.MODEL_PACKAGE_GROUP: resources.model_package_group,
-            Env.QUALITY_GATE_MAP50: str(LOCAL_QUALITY_GATE_MAP50),
-            Env.MODEL_APPROVAL_MODE: "auto",
+            Env.QUALITY_GATE_MAP50: str(LOCAL_QUALITY_GATE.map50),
+            Env.MODEL_APPROVAL_MODE: LOCAL_QUALITY_GATE.approval_mode,
             Env.FAILURE_TOPIC_ARN: resources.failure_topic_arn,
         },
     }
+    return {name: wiring.function_environment(name, {**common, **values[name]}) for name in wiring.FUNCTIONS}
+
+
+def local_rules(
+    resources: LocalResources, deliver: Callable[[str], Callable[[dict[str, Any]], Any]]
+) -> list[events.Rule]:
+    """Every rule of sim2cloud/wiring.py with its pattern, its target delivered by ``deliver(target)``."""
+    inputs = wiring.RuleInputs(data_bucket=resources.bucket, job_queue_arn=resources.job_queue_arn)
+    return [events.Rule(rule.name, rule.pattern(inputs), deliver(rule.target)) for rule in wiring.RULES]
 
 
 # --------------------------------------------------------------------------------------
@@ -383,18 +389,10 @@ def _is_bundle_module(name: str) -> bool:
 
 
 def build_bundle(function: str, out_root: Path) -> Path:
-    """``stacks.constructs.lambda_bundle.build_lambda_bundle`` (loaded by path: ``stacks`` is not installed)."""
-    import importlib.util
+    """The function's bundle, staged as the stacks stage it (:func:`sim2cloud.lambda_bundle.build_lambda_bundle`)."""
+    from sim2cloud.lambda_bundle import build_lambda_bundle
 
-    path = REPO_ROOT / "stacks" / "constructs" / "lambda_bundle.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the demo runs from a checkout of the repository")
-    spec = importlib.util.spec_from_file_location("sim2cloud_local_lambda_bundle", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    bundle: Path = module.build_lambda_bundle(function, out_root)
-    return bundle
+    return build_lambda_bundle(function, out_root)
 
 
 def import_from_bundle(bundle: Path, *names: str) -> list[ModuleType]:
@@ -467,11 +465,7 @@ class LocalFunction:
 # Events for objects
 # --------------------------------------------------------------------------------------
 def bucket_snapshot(s3: Any, bucket: str) -> dict[str, tuple[str, int]]:
-    snapshot: dict[str, tuple[str, int]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            snapshot[item["Key"]] = (str(item["ETag"]).strip('"'), int(item["Size"]))
-    return snapshot
+    return {item["Key"]: (etag(item), int(item["Size"])) for item in iter_objects(s3, bucket)}
 
 
 def created_events(
@@ -538,216 +532,282 @@ def _outcomes(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(result.get("outcomes") or [])
 
 
-def run_demo(settings: DemoSettings) -> DemoResult:
-    """Run the whole flow; raises DemoFailed naming the stage that failed."""
-    result = DemoResult()
-    stages = Stages(total=9, timings=result.timings)
-    out = settings.out.resolve()
-    logs = out / "logs"
-    with stages.stage("prepare"):
+class LocalPipeline:
+    """The deployed pipeline's pieces on this machine once the stage "local AWS" has started them: moto's
+    resources, the three functions from their bundles, and the routing of sim2cloud/wiring.py's rules."""
+
+    def __init__(self, resources: LocalResources, functions: Mapping[str, LocalFunction]) -> None:
+        import boto3
+
+        self.resources = resources
+        self.functions = functions
+        self.s3 = boto3.client("s3")
+        self.sns = boto3.client("sns")
+        self.delivered: dict[str, list[dict[str, Any]]] = {name: [] for name in functions}
+        """Each function's responses, in the order it was invoked."""
+        self.quiet_queue: list[dict[str, Any]] = []
+        """Mesh events waiting out the quiet period (delivered after the uploads, delay 0 locally)."""
+        self.rules = local_rules(resources, self.deliver)
+
+    def deliver(self, target: str) -> Callable[[dict[str, Any]], Any]:
+        """The local delivery of a rule target of sim2cloud/wiring.py."""
+        if target == wiring.QUIET_PERIOD_QUEUE:
+            return self.quiet_queue.append
+        if target == wiring.FAILURE_TOPIC:
+            return lambda event: self.sns.publish(TopicArn=self.resources.failure_topic_arn, Message=json.dumps(event))
+        if target not in self.functions:
+            raise ValueError(f"rule target {target!r} has no local delivery")
+
+        def invoke(event: dict[str, Any]) -> Any:
+            response = self.functions[target].invoke(event)
+            self.delivered[target].append(response)
+            return response
+
+        return invoke
+
+    def route(self, batch_of_events: list[dict[str, Any]]) -> dict[str, int]:
+        """Every event to the targets of the rules it matches; how many events each rule matched."""
+        counts: dict[str, int] = {}
+        for event in batch_of_events:
+            for rule in events.matching_rules(self.rules, event):
+                counts[rule.name] = counts.get(rule.name, 0) + 1
+                rule.target(event)
+        return counts
+
+    def deliver_quiet_queue(self) -> None:
+        """The quiet-period queue's messages to the render launcher, in SQS batches of the wired size."""
+        size = wiring.QUIET_PERIOD_BATCH_SIZE
+        for start in range(0, len(self.quiet_queue), size):
+            invocation = events.sqs_invocation(
+                self.quiet_queue[start : start + size], queue_arn=self.resources.quiet_queue_arn, region=REGION
+            )
+            response = self.deliver(wiring.RENDER_LAUNCHER)(invocation)
+            if response.get("batchItemFailures"):
+                raise RuntimeError(f"render launcher failed SQS records: {response['batchItemFailures']}")
+        self.quiet_queue.clear()
+
+    def outcomes(self, function: str) -> list[dict[str, Any]]:
+        return [outcome for response in self.delivered[function] for outcome in _outcomes(response)]
+
+    def snapshot(self) -> dict[str, tuple[str, int]]:
+        return bucket_snapshot(self.s3, self.resources.bucket)
+
+    def created_since(self, before: Mapping[str, tuple[str, int]]) -> list[dict[str, Any]]:
+        return created_events(before, self.snapshot(), self.resources.bucket, self.resources.account)
+
+
+class Demo:
+    """``sim2cloud demo``, one method per stage (:func:`run_demo` runs them in order)."""
+
+    STAGES: Final = 9
+
+    def __init__(self, settings: DemoSettings) -> None:
+        self.settings = settings
+        self.result = DemoResult()
+        self.stages = Stages(total=self.STAGES, timings=self.result.timings)
+        self.out = settings.out.resolve()
+        self.logs = self.out / "logs"
+
+    def prepare(self) -> list[tuple[str, str, Path]]:
+        settings = self.settings
         contract.check_name(settings.batch_name, "batch name")
         files = _mesh_files(settings.meshes)
         _prepare_out(settings, ("work", "logs", "dataset", "training", "model", "evaluation", "summary.json"))
         _say(f"{len(files)} files of {len({c for c, _, _ in files})} classes in {settings.meshes}")
+        return files
+
+    def start_aws(self, cleanup: contextlib.ExitStack) -> LocalPipeline:
+        """A moto server (stopped by ``cleanup``), the stacks' resources in it and the functions' bundles."""
+        endpoint = cleanup.enter_context(moto_server(self.settings.aws_endpoint))
+        bundle_root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sim2cloud-bundles-")))
+        resources = create_resources(self.out / "work")
+        env_by_function = function_environments(resources, self.settings.frames_per_shard)
+        functions = {
+            name: LocalFunction(
+                name,
+                import_handler(build_bundle(name, bundle_root)),
+                env_by_function[name],
+                self.logs / f"lambda-{name}.log",
+            )
+            for name in FUNCTIONS
+        }
+        _say(f"moto at {endpoint}; bucket s3://{resources.bucket}; queue {resources.job_queue_arn}")
+        _say(f"Lambda bundles from sim2cloud/lambda_bundle.py; their logs in {self.logs}")
+        return LocalPipeline(resources, functions)
+
+    def upload_meshes(self, pipeline: LocalPipeline, files: list[tuple[str, str, Path]]) -> dict[str, Any]:
+        """Upload the meshes and batch.yaml; route their events; return the render launcher's submission."""
+        settings, result, s3, bucket = self.settings, self.result, pipeline.s3, pipeline.resources.bucket
+        before = pipeline.snapshot()
+        for class_name, filename, path in files:
+            s3.upload_file(str(path), bucket, contract.mesh_key(settings.batch_name, class_name, filename))
+        s3.put_object(
+            Bucket=bucket, Key=contract.batch_config_key(settings.batch_name), Body=batch_yaml(settings).encode()
+        )
+        uploaded = pipeline.created_since(before)
+        counts = pipeline.route(uploaded)
+        _say(f"{len(uploaded)} Object Created events; rules matched: {counts}")
+        pipeline.deliver_quiet_queue()
+        launcher_outcomes = pipeline.outcomes(wiring.RENDER_LAUNCHER)
+        actions = [o.get("action") for o in launcher_outcomes]
+        submitted = [o for o in launcher_outcomes if o.get("action") == "submitted"]
+        result.render_launcher_actions = [str(a) for a in actions]
+        _say(f"render launcher outcomes: {', '.join(result.render_launcher_actions)}")
+        for key in sorted(pipeline.snapshot()):
+            if key.startswith(contract.QUARANTINE_PREFIX):
+                reason = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+                _say(f"rejected {reason.get('key')}: {reason.get('reason')} (s3://{bucket}/{key})")
+        if not submitted and "rejected" in actions:
+            raise RuntimeError("the render launcher rejected the batch (its reasons above); nothing was submitted")
+        if len(submitted) != 1:
+            raise RuntimeError(f"expected one submission, got {len(submitted)} (outcomes {actions})")
+        (submission,) = submitted
+        result.run = str(submission["run"])
+        _say(
+            f"run {result.run}: render job {submission['render_job_id']}, finalize job {submission['finalize_job_id']}"
+        )
+        return submission
+
+    def render(self, pipeline: LocalPipeline, submitted: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run the Batch jobs the launcher submitted; return the Object Created events of what they wrote."""
+        import boto3
+
+        before = pipeline.snapshot()
+        launched_ids = {str(submitted["render_job_id"]), str(submitted["finalize_job_id"])}
+        queued = executor.submitted_batch_jobs(boto3.client("batch"), pipeline.resources.job_queue_arn)
+        jobs = executor.dependency_order([job for job in queued if job.job_id in launched_ids])
+        self.result.render_job_ids = [job.job_id for job in jobs]
+        for job in jobs:
+            shards = f"array of {job.array_size}" if job.array_size else "single job"
+            _say(f"{job.name} ({job.definition}, {shards}, dependsOn {list(job.depends_on) or 'nothing'})")
+            done = executor.run_batch_job(job, _job_env(), self.logs)
+            self.result.job_seconds[job.definition] = self.result.job_seconds.get(job.definition, 0.0) + done.seconds
+            _say(f"{job.name}: {len(done.statuses)} process(es) exited 0 in {done.seconds:.1f} s")
+        return pipeline.created_since(before)
+
+    def launch_training(self, pipeline: LocalPipeline, written: list[dict[str, Any]]) -> None:
+        """Route the jobs' events (the manifest reaches the training launcher); download the dataset."""
+        result = self.result
+        counts = pipeline.route(written)
+        _say(f"{len(written)} Object Created events from the jobs; rules matched: {counts}")
+        launched = pipeline.outcomes(wiring.TRAINING_LAUNCHER)
+        created = [o for o in launched if o.get("training_job_name")]
+        if not created:
+            raise RuntimeError(f"the training launcher created no job (outcomes {launched})")
+        result.training_job = str(created[0]["training_job_name"])
+        _say(f"training job {result.training_job}: outcome {created[0].get('action')}")
+        result.dataset_dir = self.out / "dataset"
+        executor.download_uri(
+            pipeline.s3, f"s3://{pipeline.resources.bucket}/{contract.dataset_prefix(result.run)}", result.dataset_dir
+        )
+        manifest = json.loads((result.dataset_dir / contract.DATASET_MANIFEST_NAME).read_text())
+        preview = manifest.get("preview")
+        result.preview = result.dataset_dir / preview if preview else None
+        _say(f"dataset {result.dataset_dir}: {manifest.get('counts', {})}")
+
+    def train(self, pipeline: LocalPipeline) -> executor.TrainingOutcome:
+        """Run the training job the launcher created, exactly as requested."""
+        import boto3
+
+        result = self.result
+        sagemaker = boto3.client("sagemaker")
+        request_hp = sagemaker.describe_training_job(TrainingJobName=result.training_job)["HyperParameters"]
+        _say("hyperparameters of the launcher's request: " + ", ".join(f"{k}={v}" for k, v in request_hp.items()))
+        outcome = executor.run_training_job(
+            sagemaker, pipeline.s3, result.training_job, self.out / "training" / "opt-ml", _job_env(), self.logs
+        )
+        result.model_dir = Path(outcome.paths.model_dir)
+        result.job_seconds["training"] = outcome.seconds
+        curves = Path(outcome.paths.output_dir) / "data" / "training_curves.png"
+        result.training_curves = curves if curves.is_file() else None
+        _say(
+            f"training job {outcome.status} in {outcome.seconds:.1f} s"
+            + (f": {outcome.failure_reason}" if outcome.failure_reason else f"; artifact {outcome.model_artifact}")
+        )
+        return outcome
+
+    def gate(self, pipeline: LocalPipeline, outcome: executor.TrainingOutcome) -> None:
+        """The job's state-change event to the model gate; download the registered package's artifact."""
+        import boto3
+
+        result = self.result
+        sagemaker = boto3.client("sagemaker")
+        description = sagemaker.describe_training_job(TrainingJobName=result.training_job)
+        state_event = events.training_state_change_event(
+            description,
+            status=outcome.status,
+            region=REGION,
+            account=pipeline.resources.account,
+            model_artifact=outcome.model_artifact,
+            failure_reason=outcome.failure_reason,
+        )
+        counts = pipeline.route([state_event])
+        gate = pipeline.delivered[wiring.MODEL_GATE]
+        _say(f"rules matched: {counts}; gate outcome: {gate[-1] if gate else None}")
+        if outcome.status != "Completed":
+            raise RuntimeError(
+                f"training job {result.training_job} failed (the gate sent it to the failure topic): "
+                f"{outcome.failure_reason}"
+            )
+        if not gate or not gate[-1].get("model_package_arn"):
+            raise RuntimeError(f"the model gate registered no package (outcome {gate[-1] if gate else None})")
+        result.model_package_arn = str(gate[-1]["model_package_arn"])
+        package = sagemaker.describe_model_package(ModelPackageName=result.model_package_arn)
+        result.approval_status = str(package.get("ModelApprovalStatus", ""))
+        result.approval_reason = str(package.get("ApprovalDescription", ""))
+        _say(f"model package {result.model_package_arn}")
+        record = pipeline.s3.get_object(
+            Bucket=pipeline.resources.bucket, Key=contract.run_model_metrics_key(result.run, result.training_job)
+        )
+        result.gate_record = {
+            **json.loads(record["Body"].read()),
+            "model_package_arn": result.model_package_arn,
+            "approval_status": result.approval_status,
+        }
+        _say(f"approval: {result.approval_status} ({result.approval_reason})")
+        artifact = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        result.model_archive = self.out / "model" / contract.MODEL_ARCHIVE_NAME
+        result.model_archive.parent.mkdir(parents=True, exist_ok=True)
+        bucket_name, key = split_s3_uri(artifact)
+        pipeline.s3.download_file(bucket_name, key, str(result.model_archive))
+
+    def summary(self) -> Path:
+        """summary.json and report.html (the summary itself is printed after the last stage, the report last)."""
+        result = self.result
+        result.cost = demo_cost(result.job_seconds)
+        result.report = self.out / contract.REPORT_NAME
+        summary = self.out / "summary.json"
+        summary.write_text(json.dumps(result.as_dict(), indent=2, default=str))
+        write_demo_report(result, self.out)
+        return summary
+
+
+def run_demo(settings: DemoSettings) -> DemoResult:
+    """Run the whole flow; raises DemoFailed naming the stage that failed."""
+    demo = Demo(settings)
+    stage = demo.stages.stage
+    with stage("prepare"):
+        files = demo.prepare()
     with contextlib.ExitStack() as cleanup:
         # Entered inside the stage, so a server that cannot start fails as that stage; stopped on any exit.
-        with stages.stage("local AWS (moto server) + the stacks' resources"):
-            endpoint = cleanup.enter_context(moto_server(settings.aws_endpoint))
-            bundle_root = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sim2cloud-bundles-"))
-            import boto3
-
-            s3 = boto3.client("s3")
-            resources = create_resources(out / "work")
-            env_by_function = function_environments(resources, settings.frames_per_shard)
-            functions = {
-                name: LocalFunction(
-                    name,
-                    import_handler(build_bundle(name, Path(bundle_root))),
-                    env_by_function[name],
-                    logs / f"lambda-{name}.log",
-                )
-                for name in FUNCTIONS
-            }
-            _say(f"moto at {endpoint}; bucket s3://{resources.bucket}; queue {resources.job_queue_arn}")
-            _say(f"Lambda bundles from stacks/constructs/lambda_bundle.py; their logs in {logs}")
-        delivered: dict[str, list[dict[str, Any]]] = {name: [] for name in FUNCTIONS}
-        quiet_queue: list[dict[str, Any]] = []
-
-        def deliver(function: str) -> Callable[[dict[str, Any]], Any]:
-            def target(event: dict[str, Any]) -> Any:
-                response = functions[function].invoke(event)
-                delivered[function].append(response)
-                return response
-
-            return target
-
-        rules = [
-            events.Rule("MeshCreated", contract.mesh_created_pattern(resources.bucket), quiet_queue.append),
-            events.Rule(
-                "BatchConfigCreated",
-                contract.batch_config_created_pattern(resources.bucket),
-                deliver("render_launcher"),
-            ),
-            events.Rule(
-                "DatasetManifestCreated",
-                contract.dataset_manifest_created_pattern(resources.bucket),
-                deliver("training_launcher"),
-            ),
-            events.Rule("TrainingStateChange", contract.training_state_change_pattern(), deliver("model_gate")),
-        ]
-
-        def route(batch_of_events: list[dict[str, Any]]) -> dict[str, int]:
-            counts: dict[str, int] = {}
-            for event in batch_of_events:
-                for rule in events.matching_rules(rules, event):
-                    counts[rule.name] = counts.get(rule.name, 0) + 1
-                    rule.target(event)
-            return counts
-
-        with stages.stage("upload meshes -> render launcher"):
-            before = bucket_snapshot(s3, resources.bucket)
-            for class_name, filename, path in files:
-                s3.upload_file(
-                    str(path), resources.bucket, contract.mesh_key(settings.batch_name, class_name, filename)
-                )
-            s3.put_object(
-                Bucket=resources.bucket,
-                Key=contract.batch_config_key(settings.batch_name),
-                Body=batch_yaml(settings).encode(),
-            )
-            uploaded = created_events(
-                before, bucket_snapshot(s3, resources.bucket), resources.bucket, resources.account
-            )
-            counts = route(uploaded)
-            _say(f"{len(uploaded)} Object Created events; rules matched: {counts}")
-            # The quiet-period queue delivers after the uploads (delay 0 locally), in SQS batches of 10.
-            for start in range(0, len(quiet_queue), 10):
-                invocation = events.sqs_invocation(
-                    quiet_queue[start : start + 10], queue_arn=resources.quiet_queue_arn, region=REGION
-                )
-                response = deliver("render_launcher")(invocation)
-                if response.get("batchItemFailures"):
-                    raise RuntimeError(f"render launcher failed SQS records: {response['batchItemFailures']}")
-            actions = [o.get("action") for r in delivered["render_launcher"] for o in _outcomes(r)]
-            submitted = [
-                o for r in delivered["render_launcher"] for o in _outcomes(r) if o.get("action") == "submitted"
-            ]
-            result.render_launcher_actions = [str(a) for a in actions]
-            _say(f"render launcher outcomes: {', '.join(result.render_launcher_actions)}")
-            for key in sorted(bucket_snapshot(s3, resources.bucket)):
-                if key.startswith(contract.QUARANTINE_PREFIX):
-                    reason = json.loads(s3.get_object(Bucket=resources.bucket, Key=key)["Body"].read())
-                    _say(f"rejected {reason.get('key')}: {reason.get('reason')} (s3://{resources.bucket}/{key})")
-            if not submitted and "rejected" in actions:
-                raise RuntimeError("the render launcher rejected the batch (its reasons above); nothing was submitted")
-            if len(submitted) != 1:
-                raise RuntimeError(f"expected one submission, got {len(submitted)} (outcomes {actions})")
-            result.run = str(submitted[0]["run"])
-            _say(
-                f"run {result.run}: render job {submitted[0]['render_job_id']}, finalize job "
-                f"{submitted[0]['finalize_job_id']}"
-            )
-
-        batch = boto3.client("batch")
-        with stages.stage("render (Batch array job + finalize, GL backend)"):
-            before = bucket_snapshot(s3, resources.bucket)
-            launched_ids = {str(submitted[0]["render_job_id"]), str(submitted[0]["finalize_job_id"])}
-            queued = executor.submitted_batch_jobs(batch, resources.job_queue_arn)
-            jobs = executor.dependency_order([job for job in queued if job.job_id in launched_ids])
-            result.render_job_ids = [job.job_id for job in jobs]
-            for job in jobs:
-                shards = f"array of {job.array_size}" if job.array_size else "single job"
-                _say(f"{job.name} ({job.definition}, {shards}, dependsOn {list(job.depends_on) or 'nothing'})")
-                done = executor.run_batch_job(job, _job_env(), logs)
-                result.job_seconds[job.definition] = result.job_seconds.get(job.definition, 0.0) + done.seconds
-                _say(f"{job.name}: {len(done.statuses)} process(es) exited 0 in {done.seconds:.1f} s")
-            written = created_events(before, bucket_snapshot(s3, resources.bucket), resources.bucket, resources.account)
-
-        with stages.stage("dataset manifest -> training launcher"):
-            counts = route(written)
-            _say(f"{len(written)} Object Created events from the jobs; rules matched: {counts}")
-            launched = [o for r in delivered["training_launcher"] for o in _outcomes(r)]
-            created = [o for o in launched if o.get("training_job_name")]
-            if not created:
-                raise RuntimeError(f"the training launcher created no job (outcomes {launched})")
-            result.training_job = str(created[0]["training_job_name"])
-            _say(f"training job {result.training_job}: outcome {created[0].get('action')}")
-            result.dataset_dir = out / "dataset"
-            executor._download_prefix(
-                s3, f"s3://{resources.bucket}/{contract.dataset_prefix(result.run)}", result.dataset_dir
-            )
-            manifest = json.loads((result.dataset_dir / contract.DATASET_MANIFEST_NAME).read_text())
-            preview = manifest.get("preview")
-            result.preview = result.dataset_dir / preview if preview else None
-            _say(f"dataset {result.dataset_dir}: {manifest.get('counts', {})}")
-
-        sagemaker = boto3.client("sagemaker")
-        with stages.stage("training (SageMaker job as a local process)"):
-            request_hp = sagemaker.describe_training_job(TrainingJobName=result.training_job)["HyperParameters"]
-            _say("hyperparameters of the launcher's request: " + ", ".join(f"{k}={v}" for k, v in request_hp.items()))
-            outcome = executor.run_training_job(
-                sagemaker, s3, result.training_job, out / "training" / "opt-ml", _job_env(), logs
-            )
-            result.model_dir = Path(outcome.paths.model_dir)
-            result.job_seconds["training"] = outcome.seconds
-            curves = Path(outcome.paths.output_dir) / "data" / "training_curves.png"
-            result.training_curves = curves if curves.is_file() else None
-            _say(
-                f"training job {outcome.status} in {outcome.seconds:.1f} s"
-                + (f": {outcome.failure_reason}" if outcome.failure_reason else f"; artifact {outcome.model_artifact}")
-            )
-
-        with stages.stage("state-change event -> model gate"):
-            description = sagemaker.describe_training_job(TrainingJobName=result.training_job)
-            state_event = events.training_state_change_event(
-                description,
-                status=outcome.status,
-                region=REGION,
-                account=resources.account,
-                model_artifact=outcome.model_artifact,
-                failure_reason=outcome.failure_reason,
-            )
-            counts = route([state_event])
-            gate = [r for r in delivered["model_gate"]]
-            _say(f"rules matched: {counts}; gate outcome: {gate[-1] if gate else None}")
-            if outcome.status != "Completed":
-                raise RuntimeError(
-                    f"training job {result.training_job} failed (the gate sent it to the failure topic): "
-                    f"{outcome.failure_reason}"
-                )
-            if not gate or not gate[-1].get("model_package_arn"):
-                raise RuntimeError(f"the model gate registered no package (outcome {gate[-1] if gate else None})")
-            result.model_package_arn = str(gate[-1]["model_package_arn"])
-            package = sagemaker.describe_model_package(ModelPackageName=result.model_package_arn)
-            result.approval_status = str(package.get("ModelApprovalStatus", ""))
-            result.approval_reason = str(package.get("ApprovalDescription", ""))
-            _say(f"model package {result.model_package_arn}")
-            record = s3.get_object(
-                Bucket=resources.bucket, Key=contract.run_model_metrics_key(result.run, result.training_job)
-            )
-            result.gate_record = {
-                **json.loads(record["Body"].read()),
-                "model_package_arn": result.model_package_arn,
-                "approval_status": result.approval_status,
-            }
-            _say(f"approval: {result.approval_status} ({result.approval_reason})")
-            artifact = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-            result.model_archive = out / "model" / contract.MODEL_ARCHIVE_NAME
-            result.model_archive.parent.mkdir(parents=True, exist_ok=True)
-            bucket_name, key = executor.split_s3_uri(artifact)
-            s3.download_file(bucket_name, key, str(result.model_archive))
-
-        with stages.stage("serve the registered model + evaluate through the endpoint"):
-            evaluation_dir = out / "evaluation"
-            _serve_and_evaluate(result, evaluation_dir, logs)
-    with stages.stage("summary + run report"):
-        result.cost = demo_cost(result.job_seconds)
-        summary = out / "summary.json"
-        result.report = out / contract.REPORT_NAME
-        summary.write_text(json.dumps(result.as_dict(), indent=2, default=str))
-        write_demo_report(result, out)
-    print_summary(result, summary)
-    return result
+        with stage("local AWS (moto server) + the stacks' resources"):
+            pipeline = demo.start_aws(cleanup)
+        with stage("upload meshes -> render launcher"):
+            submitted = demo.upload_meshes(pipeline, files)
+        with stage("render (Batch array job + finalize, GL backend)"):
+            written = demo.render(pipeline, submitted)
+        with stage("dataset manifest -> training launcher"):
+            demo.launch_training(pipeline, written)
+        with stage("training (SageMaker job as a local process)"):
+            outcome = demo.train(pipeline)
+        with stage("state-change event -> model gate"):
+            demo.gate(pipeline, outcome)
+        with stage("serve the registered model + evaluate through the endpoint"):
+            _serve_and_evaluate(demo.result, demo.out / "evaluation", demo.logs)
+    with stage("summary + run report"):
+        summary = demo.summary()
+    print_summary(demo.result, summary)
+    return demo.result
 
 
 def demo_cost(job_seconds: Mapping[str, float]) -> dict[str, Any]:

@@ -66,8 +66,8 @@ def lay_out_weights(paths: contract.SageMakerPaths, weights: Path, hyperparamete
 
 
 def run(args: argparse.Namespace) -> int:
+    from sim2cloud.hyperparameters import HyperparameterError, parse_hyperparameters, parse_key_values
     from sim2cloud.job_log import job_output
-    from sim2cloud.training.hyperparameters import HyperparameterError, parse_hyperparameters, parse_key_values
     from sim2cloud.training.job import SCRATCH_PREFIX, paths_from_environment, run_job
 
     environ = dict(os.environ)

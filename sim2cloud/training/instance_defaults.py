@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim2cloud.hyperparameters import AUTO
 from sim2cloud.training import devices
-from sim2cloud.training.hyperparameters import AUTO
 
 AUTO_SETTINGS = ("batch", "workers", "cache", "amp", "threads", "gpu_augment")
 """The hyperparameters chosen here when left at ``auto``."""

@@ -19,14 +19,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sim2cloud import __version__, contract
+from sim2cloud.hyperparameters import AUTO, HyperparameterError, Hyperparameters, load_hyperparameters
 from sim2cloud.job_log import scratch_hints_hidden
 from sim2cloud.training import callbacks, devices, instance_defaults, offline
 from sim2cloud.training.curves import CURVES_NAME, write_training_curves
 from sim2cloud.training.dataset_checks import DatasetError, DatasetSummary, check_dataset
-from sim2cloud.training.hyperparameters import AUTO, HyperparameterError, Hyperparameters, load_hyperparameters
 
 SCRATCH_PREFIX = "sim2cloud-train-"
 
@@ -84,14 +82,8 @@ def _dataset_view(summary: DatasetSummary, view: Path) -> Path:
                     link = target_dir / source.relative_to(source_dir)
                     link.parent.mkdir(parents=True, exist_ok=True)
                     link.symlink_to(source.resolve())
-    data = {
-        "path": str(view),
-        "train": f"{contract.IMAGES_DIR}/{contract.TRAIN_SPLIT}",
-        "val": f"{contract.IMAGES_DIR}/{contract.VAL_SPLIT}",
-        "names": dict(enumerate(summary.class_names)),
-    }
     data_yaml = view / contract.DATA_YAML_NAME
-    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    data_yaml.write_text(contract.data_yaml_text(summary.class_names, path=str(view)), encoding="utf-8")
     return data_yaml
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -13,11 +14,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from sim2cloud import wiring
+from sim2cloud.lambda_bundle import build_lambda_bundle
 from stacks.constructs.encryption import encrypted_log_group
-from stacks.constructs.lambda_bundle import build_lambda_bundle
 from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.secure_queue import dead_letter_queue
 
+FUNCTION_TIMEOUT = cdk.Duration.minutes(2)
+"""The orchestration functions' timeout: each handles one event's S3/Batch/SageMaker calls."""
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 """Python 3.12: the handlers are stdlib + boto3 and tested on 3.11+; 3.12 is the version this project pins."""
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -97,3 +101,18 @@ class PipelineFunction(Construct):
     @property
     def dlq(self) -> sqs.Queue:
         return self.dead_letter_queue
+
+
+def wired_function(
+    scope: Construct, folder: str, *, environment: Mapping[str, str], **options: Any
+) -> PipelineFunction:
+    """The function ``lambda/<folder>`` as sim2cloud/wiring.py declares it (construct id, environment checked
+    against the declared variables); ``options`` are :class:`PipelineFunction`'s other keyword arguments."""
+    return PipelineFunction(
+        scope,
+        wiring.FUNCTIONS[folder].construct_id,
+        source_folder=folder,
+        environment=wiring.function_environment(folder, environment),
+        timeout=FUNCTION_TIMEOUT,
+        **options,
+    )

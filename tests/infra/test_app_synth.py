@@ -10,13 +10,14 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 from infra_assembly import Synthesized
 
-from stacks.config import ENVIRONMENTS, load_settings
-from stacks.constructs.lambda_bundle import (
+from sim2cloud.lambda_bundle import (
+    CONTRACT_FILES,
     FUNCTION_EXTRA_FILES,
     FUNCTION_VENDORED_PACKAGES,
     LAMBDA_ROOT,
     build_lambda_bundle,
 )
+from stacks.config import ENVIRONMENTS, load_settings
 from stacks.pipeline import build_app
 
 LIFECYCLES = ("Storage", "Monitoring", "Registries", "Render", "Training", "Endpoint", "CiAccess")
@@ -80,7 +81,7 @@ def test_lambda_bundle_holds_only_what_its_handler_imports(function: str, tmp_pa
     assert "handler.py" in files
     extras = set(FUNCTION_EXTRA_FILES.get(function, ()))
     vendored = {path for path in files if path.split("/")[0] in FUNCTION_VENDORED_PACKAGES.get(function, ())}
-    assert files == own | shared | {"sim2cloud/__init__.py", "sim2cloud/contract.py"} | extras | vendored
+    assert files == own | shared | {f"sim2cloud/{name}" for name in CONTRACT_FILES} | extras | vendored
     assert all(path.endswith(".py") for path in vendored)  # pure Python: no platform-specific accelerator
     # Deterministic: a rebuild gives byte-identical files (so the asset hash only moves with the code).
     again = build_lambda_bundle(function, tmp_path / "again")

@@ -64,17 +64,14 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def _deliver_new_objects(local: dict[str, Any], before: dict[str, Any], function: str) -> list[dict[str, Any]]:
-    """Object Created events for what appeared since ``before``, routed by the contract's patterns to
-    ``function`` (the direct rules: batch.yaml -> render launcher, manifest -> training launcher)."""
+    """Object Created events for what appeared since ``before``, delivered to ``function`` when a rule of the
+    wiring targets it (the direct rules: batch.yaml -> render launcher, manifest -> training launcher)."""
     resources = local["resources"]
     after = runner.bucket_snapshot(local["s3"], resources.bucket)
-    rules = [
-        events.Rule("BatchConfigCreated", contract.batch_config_created_pattern(resources.bucket), None),
-        events.Rule("DatasetManifestCreated", contract.dataset_manifest_created_pattern(resources.bucket), None),
-    ]
+    rules = runner.local_rules(resources, lambda target: target)  # each rule's target: the wiring's name
     outcomes: list[dict[str, Any]] = []
     for event in runner.created_events(before, after, resources.bucket, resources.account):
-        if events.matching_rules(rules, event):
+        if any(rule.target == function for rule in events.matching_rules(rules, event)):
             outcomes += local["functions"][function].invoke(event)["outcomes"]
     return outcomes
 
@@ -203,10 +200,8 @@ def test_a_deployed_environment_is_found_from_its_stack_outputs(
     )
     outputs = {
         "Storage": {contract.DATA_BUCKET_OUTPUT: resources.bucket},
-        "Training": {
-            contract.MODEL_PACKAGE_GROUP_OUTPUT: resources.model_package_group,
-            contract.RENDER_LAUNCHER_OUTPUT: "sim2cloud-staging-render-launcher",
-        },
+        "Render": {contract.RENDER_LAUNCHER_OUTPUT: "sim2cloud-staging-render-launcher"},
+        "Training": {contract.MODEL_PACKAGE_GROUP_OUTPUT: resources.model_package_group},
     }
     for lifecycle, values in outputs.items():
         template = {

@@ -1,6 +1,6 @@
 """Builders shared by the Lambda tests: real-shaped events, uploads, model archives, bundle import.
 
-Each test imports its handler from the folder ``stacks/constructs/lambda_bundle.build_lambda_bundle``
+Each test imports its handler from the folder ``sim2cloud/lambda_bundle.build_lambda_bundle``
 stages (the Lambda's own modules, ``shared/`` and the contract), with the same loader the local pipeline
 uses (``sim2cloud.local.runner.import_from_bundle``), so a handler importing anything the bundle lacks
 fails here.
@@ -8,8 +8,6 @@ fails here.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import io
 import json
 import tarfile
@@ -30,13 +28,10 @@ BUCKET = "sim2cloud-test-data"
 
 
 def bundle_builder() -> Any:
-    """``build_lambda_bundle`` from the CDK code (loaded by path: ``stacks`` is not an installed package)."""
-    path = REPO_ROOT / "stacks" / "constructs" / "lambda_bundle.py"
-    spec = importlib.util.spec_from_file_location("sim2cloud_lambda_bundle_for_tests", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_lambda_bundle
+    """``build_lambda_bundle``, the bundler the stacks and the local runner use."""
+    from sim2cloud.lambda_bundle import build_lambda_bundle
+
+    return build_lambda_bundle
 
 
 # --------------------------------------------------------------------------------------

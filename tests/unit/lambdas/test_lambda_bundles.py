@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from lambda_test_support import FUNCTIONS
 
+from sim2cloud.lambda_bundle import CONTRACT_FILES
+
 MAX_BUNDLE_BYTES = 120 * 1024
 """Each bundle is a few dozen KiB of source; this bound catches an accidental copy of anything larger."""
 MAX_VENDORED_BYTES = 320 * 1024
@@ -18,8 +20,7 @@ MAX_VENDORED_BYTES = 320 * 1024
 EXTRA_FILES = {
     "render_launcher": (
         "sim2cloud/batch_config.py",
-        "sim2cloud/training/__init__.py",
-        "sim2cloud/training/hyperparameters.py",
+        "sim2cloud/hyperparameters.py",
     ),
     "model_gate": (
         "sim2cloud/pricing.py",
@@ -30,7 +31,7 @@ EXTRA_FILES = {
     ),
 }
 """What a bundle needs beyond the contract: batch.yaml's rules (render launcher), the run report and the price
-table (model gate); stacks/constructs/lambda_bundle.py."""
+table (model gate); sim2cloud/lambda_bundle.py."""
 VENDORED = {"render_launcher": ("yaml",)}
 HEAVY_MODULES = ("numpy", "torch", "ultralytics", "pxr", "moderngl", "aws_cdk", "yaml", "PIL", "trimesh")
 
@@ -75,11 +76,11 @@ def test_bundle_holds_only_the_handler_its_logic_shared_and_the_contract(
         f"{function}_logic.py",
         "shared/__init__.py",
         "shared/aws_clients.py",
+        "shared/outcome.py",
+        "shared/quarantine.py",
         "shared/s3_events.py",
-        "shared/settings.py",
         "shared/structured_log.py",
-        "sim2cloud/__init__.py",
-        "sim2cloud/contract.py",
+        *(f"sim2cloud/{name}" for name in CONTRACT_FILES),
         *EXTRA_FILES.get(function, ()),
     }
     total = sum(files[name] for name in own)

@@ -128,6 +128,11 @@ def test_invalid_manifest_is_quarantined_and_raises(s3: Any, sagemaker: Any, lau
         launch(event)
     reason = json.loads(s3.get_object(Bucket=BUCKET, Key=contract.quarantine_reason_key(key))["Body"].read())
     assert "not valid JSON" in reason["reason"]
+    # The same record schema as the render launcher's (contract.quarantine_record).
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    assert reason["key"] == key and reason["etag"] == head["ETag"].strip('"') and reason["size"] == 9
+    assert reason["run"] == "broken" and reason["batch"] is None and reason["rejected_by"] == "training-launcher"
+    assert reason["contract_version"] == contract.CONTRACT_VERSION
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"{not json"
     assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
 

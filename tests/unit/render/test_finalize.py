@@ -71,3 +71,18 @@ def test_split_always_has_val_and_train_frames() -> None:
         splits = split_frames(range(n), seed=0, val_fraction=0.05)
         assert set(splits.values()) == {"train", "val"}
     assert split_frames(range(5), seed=0, val_fraction=0.2) == split_frames(range(5), seed=0, val_fraction=0.2)
+
+
+def test_data_yaml_reads_back_the_class_names_and_path_yaml_would_parse() -> None:
+    """One writer for the dataset's data.yaml and the training job's view of it: odd class names (quotes,
+    colons, non-ASCII, a YAML keyword) and a path with spaces come back exactly."""
+    names = ['mug "tall"', "box: big", "café", "yes", "#hash"]
+    data = yaml.safe_load(contract.data_yaml_text(names, path="/opt/ml/scratch dir/view"))
+    assert data == {
+        "path": "/opt/ml/scratch dir/view",
+        "train": "images/train",
+        "val": "images/val",
+        "nc": 5,
+        "names": dict(enumerate(names)),
+    }
+    assert "path" not in yaml.safe_load(contract.data_yaml_text(names))

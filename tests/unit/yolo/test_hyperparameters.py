@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sim2cloud.training.hyperparameters import (
+from sim2cloud.hyperparameters import (
     HyperparameterError,
     Hyperparameters,
     load_hyperparameters,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sim2cloud.hyperparameters import AUTO, Hyperparameters, parse_hyperparameters
 from sim2cloud.training import instance_defaults
-from sim2cloud.training.hyperparameters import AUTO, Hyperparameters, parse_hyperparameters
 from sim2cloud.training.instance_defaults import InstanceFacts, choose_settings
 
 H200 = InstanceFacts(

@@ -1,7 +1,9 @@
-"""Typed parsing of environment variables: each function builds one frozen settings object at cold start.
+"""Typed parsing of environment variables: each Lambda function (at cold start) and each render job builds one
+frozen settings object with it.
 
-Every reader records the problem instead of raising at once, so a misconfigured function reports every
-missing or invalid variable (by its name from :class:`sim2cloud.contract.Env`) in one error.
+Every reader records the problem instead of raising at once, so a misconfigured function or job reports every
+missing or invalid variable (by its name from :class:`sim2cloud.contract.Env`) in one error. Stdlib only: it
+ships beside the contract in the Lambda bundles and the Isaac Sim image.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from sim2cloud import contract
+
 
 class SettingsError(ValueError):
-    """The function's environment is missing variables or holds invalid values; the message names each."""
+    """The environment is missing variables or holds invalid values; the message names each."""
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -39,6 +43,28 @@ class EnvReader:
     def optional_text(self, name: str) -> str | None:
         value = self._env.get(name, "").strip()
         return value or None
+
+    def identifier(self, name: str, what: str) -> str:
+        """A required safe path segment (:func:`sim2cloud.contract.check_id`): a batch or run id."""
+        value = self.text(name)
+        if not value:
+            return ""
+        try:
+            return contract.check_id(value, what)
+        except ValueError as err:
+            self.problems.append(f"{name}: {err}")
+            return ""
+
+    def user_name(self, name: str, what: str) -> str:
+        """A required batch or class name as the user wrote it (``kitchen set 2``): :func:`contract.check_name`."""
+        value = self.text(name)
+        if not value:
+            return ""
+        try:
+            return contract.check_name(value, what)
+        except ValueError as err:
+            self.problems.append(f"{name}: {err}")
+            return ""
 
     def integer(self, name: str, *, default: int | None = None, minimum: int | None = None) -> int:
         raw = self._env.get(name, "").strip()
@@ -104,6 +130,7 @@ class EnvReader:
             return {}
         return value
 
-    def raise_if_problems(self, function: str) -> None:
+    def raise_if_problems(self, what: str) -> None:
+        """Raise SettingsError naming ``what`` (the function or job) and every problem found."""
         if self.problems:
-            raise SettingsError(f"{function} settings: " + "; ".join(self.problems))
+            raise SettingsError(f"{what} settings: " + "; ".join(self.problems))

@@ -1,9 +1,11 @@
 """Lambda code bundling without Docker: copy the handler's modules plus the shared packages into a staging
-folder that ``lambda_.Code.from_asset`` hashes.
+folder that ``lambda_.Code.from_asset`` hashes (stacks/constructs/pipeline_function.py) and that the local
+runner imports its handlers from. Stdlib only, in the installed package, so both import it by name.
 
 The bundle holds only what the handlers import: ``lambda/<function>/*.py`` at the root (``handler.handler``),
-``lambda/shared/*.py`` as package ``shared/`` and ``sim2cloud/__init__.py`` + ``sim2cloud/contract.py`` as
-package ``sim2cloud/`` (stdlib only; the rest of sim2cloud pulls heavy libraries). boto3 comes from the runtime.
+``lambda/shared/*.py`` as package ``shared/`` and the stdlib-only base of ``sim2cloud`` (:data:`CONTRACT_FILES`:
+the contract, the environment reader, the S3 transfers; the rest of sim2cloud pulls heavy libraries) as package
+``sim2cloud/``. boto3 comes from the runtime.
 The render launcher also carries batch.yaml's rules (``sim2cloud/batch_config.py`` and the hyperparameter
 table it checks ``training:`` with) and PyYAML's pure-Python modules from the pinned install (the Lambda
 runtime has no YAML library; the optional C accelerator is platform-specific and left out).
@@ -18,15 +20,16 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout: the Lambda sources (lambda/) are not part of the installed package."""
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 SHARED_PACKAGE = "shared"
-CONTRACT_FILES = ("__init__.py", "contract.py")
+CONTRACT_FILES = ("__init__.py", "contract.py", "env_reader.py", "s3_transfer.py")
+"""The stdlib-only base of ``sim2cloud`` the handlers import (the Isaac Sim image copies the same files)."""
 FUNCTION_EXTRA_FILES: dict[str, tuple[str, ...]] = {
     "render_launcher": (
         "sim2cloud/batch_config.py",
-        "sim2cloud/training/__init__.py",
-        "sim2cloud/training/hyperparameters.py",
+        "sim2cloud/hyperparameters.py",
     ),
     # The gate assembles runs/<run>/report.html after its decision: the report and the price table (stdlib).
     "model_gate": (
@@ -63,6 +66,8 @@ def build_lambda_bundle(function_name: str, out_root: Path) -> Path:
     stack can never deploy an empty Lambda.
     """
     source = LAMBDA_ROOT / function_name
+    if not LAMBDA_ROOT.is_dir():
+        raise FileNotFoundError(f"{LAMBDA_ROOT}: Lambda bundles are built from a checkout of the repository")
     if not (source / "handler.py").is_file():
         raise FileNotFoundError(f"Lambda {function_name!r}: expected {source / 'handler.py'} (entry handler.handler)")
     staging = out_root / function_name
