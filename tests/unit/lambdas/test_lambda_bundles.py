@@ -11,28 +11,12 @@ from pathlib import Path
 import pytest
 from lambda_test_support import FUNCTIONS
 
-from sim2cloud.lambda_bundle import CONTRACT_FILES
+from sim2cloud.lambda_bundle import CONTRACT_FILES, FUNCTION_EXTRA_FILES, FUNCTION_VENDORED_PACKAGES
 
 MAX_BUNDLE_BYTES = 120 * 1024
 """Each bundle is a few dozen KiB of source; this bound catches an accidental copy of anything larger."""
 MAX_VENDORED_BYTES = 320 * 1024
 """The render launcher's pure-Python PyYAML is about 215 KiB of source."""
-EXTRA_FILES = {
-    "render_launcher": (
-        "sim2cloud/batch_config.py",
-        "sim2cloud/hyperparameters.py",
-    ),
-    "model_gate": (
-        "sim2cloud/pricing.py",
-        "sim2cloud/report/__init__.py",
-        "sim2cloud/report/collect.py",
-        "sim2cloud/report/render.py",
-        "sim2cloud/report/stored.py",
-    ),
-}
-"""What a bundle needs beyond the contract: batch.yaml's rules (render launcher), the run report and the price
-table (model gate); sim2cloud/lambda_bundle.py."""
-VENDORED = {"render_launcher": ("yaml",)}
 HEAVY_MODULES = ("numpy", "torch", "ultralytics", "pxr", "moderngl", "aws_cdk", "yaml", "PIL", "trimesh")
 
 _PROBE = """
@@ -69,7 +53,8 @@ def test_bundle_holds_only_the_handler_its_logic_shared_and_the_contract(
     bundles: dict[str, Path], function: str
 ) -> None:
     files = bundle_files(bundles[function])
-    vendored = {name: size for name, size in files.items() if name.split("/")[0] in VENDORED.get(function, ())}
+    packages = FUNCTION_VENDORED_PACKAGES.get(function, ())
+    vendored = {name: size for name, size in files.items() if name.split("/")[0] in packages}
     own = set(files) - set(vendored)
     assert own == {
         "handler.py",
@@ -81,7 +66,7 @@ def test_bundle_holds_only_the_handler_its_logic_shared_and_the_contract(
         "shared/s3_events.py",
         "shared/structured_log.py",
         *(f"sim2cloud/{name}" for name in CONTRACT_FILES),
-        *EXTRA_FILES.get(function, ()),
+        *FUNCTION_EXTRA_FILES.get(function, ()),
     }
     total = sum(files[name] for name in own)
     print(f"{function} bundle: {total} bytes in {len(own)} files, + {sum(vendored.values())} vendored")

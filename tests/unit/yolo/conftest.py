@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import struct
+import subprocess
+import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,3 +111,25 @@ def png_declaring(width: int, height: int, with_pixels: bool = False) -> bytes:
         pixels = chunk(b"IDAT", b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+
+
+def _run_ultralytics_child(script: str, payload: Any) -> Any:
+    """Run ``script`` (reads JSON on stdin, prints JSON as its last line) in a child Python with Ultralytics
+    offline, so torch stays out of the test process (tests/conftest.py says why); its answer, parsed."""
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "YOLO_OFFLINE": "1"},
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def ultralytics_child() -> Callable[[str, Any], Any]:
+    """:func:`_run_ultralytics_child`: Ultralytics' own answer to compare ours with."""
+    return _run_ultralytics_child

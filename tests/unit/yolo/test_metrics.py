@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,7 +153,7 @@ print(json.dumps(out))
 """
 
 
-def test_average_precision_equals_ultralytics_ap_per_class() -> None:
+def test_average_precision_equals_ultralytics_ap_per_class(ultralytics_child: Callable[[str, Any], Any]) -> None:
     # The one AP definition is Ultralytics' val: random match outcomes, scores and truth counts must give the
     # same per-threshold AP as ultralytics.utils.metrics.ap_per_class (in a child: torch stays out of this
     # process, tests/conftest.py says why).
@@ -165,17 +163,7 @@ def test_average_precision_equals_ultralytics_ap_per_class() -> None:
         n_pred = int(rng.integers(1, 60))
         tp = rng.random((n_pred, 10)) < np.linspace(0.8, 0.1, 10)
         cases.append({"tp": tp.tolist(), "scores": rng.random(n_pred).tolist(), "n_truth": int(rng.integers(1, 30))})
-    completed = subprocess.run(
-        [sys.executable, "-c", ULTRALYTICS_AP],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "YOLO_OFFLINE": "1"},
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    references = json.loads(completed.stdout.strip().splitlines()[-1])
+    references = ultralytics_child(ULTRALYTICS_AP, cases)
     for case, reference in zip(cases, references, strict=True):
         ours = average_precision(np.array(case["tp"], bool), np.array(case["scores"]), case["n_truth"])
         assert ours == pytest.approx(reference, abs=1e-6)

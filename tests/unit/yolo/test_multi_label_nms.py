@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,7 +57,7 @@ print(json.dumps(kept.numpy().tolist()))
 """
 
 
-def test_multi_label_nms_equals_ultralytics_val_nms() -> None:
+def test_multi_label_nms_equals_ultralytics_val_nms(ultralytics_child: Callable[[str, Any], Any]) -> None:
     # Ultralytics' val NMS (multi-label, conf 0.001, IoU 0.7, 300 detections) on a random raw output with
     # many overlapping, low-confidence boxes: the same boxes, classes and scores as ours (in a child process:
     # torch stays out of this one, tests/conftest.py says why).
@@ -69,17 +67,10 @@ def test_multi_label_nms_equals_ultralytics_val_nms() -> None:
     sizes = rng.uniform(4, 40, size=(2, anchors))
     scores = rng.uniform(0, 1, size=(classes, anchors)) ** 6  # mostly tiny, a few confident
     raw = np.concatenate([centres, sizes, scores])[None].astype(np.float32)
-    completed = subprocess.run(
-        [sys.executable, "-c", ULTRALYTICS_NMS],
-        input=json.dumps(raw.tolist()),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "YOLO_OFFLINE": "1"},
-        timeout=300,
-        check=False,
+    theirs = sorted(
+        (int(r[5]), round(r[4], 5), *(round(v, 2) for v in r[:4]))
+        for r in ultralytics_child(ULTRALYTICS_NMS, raw.tolist())
     )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    theirs = sorted((int(r[5]), round(r[4], 5), *(round(v, 2) for v in r[:4])) for r in json.loads(completed.stdout))
     ours = postprocess(raw, Thresholds(conf=0.001, iou=0.7, max_det=300, multi_label=True), 1.0, (0, 0), (96, 96))
     mine = sorted((c, round(s, 5), *(round(v, 2) for v in box)) for c, s, box in ours)
     assert len(mine) > 50  # a real workout: many labels kept, many suppressed
