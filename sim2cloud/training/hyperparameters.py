@@ -120,9 +120,8 @@ class Hyperparameters:
     ``false`` or ``auto`` (on when training on GPUs with the RAM cache and the decoded images take at most a
     quarter of a GPU's memory). Pipelines it cannot draw (mixup, perspective, ...) stay on the CPU anyway."""
     channels_last: str = AUTO
-    """Train in PyTorch's channels_last memory format (NHWC: cuDNN's fast bf16 convolutions, oneDNN's on CPUs):
-    ``true``, ``false`` or ``auto`` (on for bf16 GPU training and on x86-64 CPUs with oneDNN). The model and its
-    results are the same, only faster."""
+    """Train in PyTorch's channels_last memory format (NHWC: cuDNN's fast bf16 convolutions): ``true``, ``false``
+    or ``auto`` (on when training on GPUs in bf16). The model and its results are the same, only faster."""
     lr0: float = 0.01
     """Initial learning rate; used only when ``optimizer`` is not ``auto`` (auto picks its own)."""
     optimizer: str = "auto"

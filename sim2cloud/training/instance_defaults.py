@@ -26,17 +26,13 @@ Why these rules (YOLOv8 on SageMaker GPU instances):
 * **gpu_augment**: with few vCPUs per GPU the CPU-side mosaic and warp are the limit; when the decoded images are
   cached and fit in a quarter of a GPU's memory, the GPU draws them (:mod:`sim2cloud.training.gpu_augment`).
 * **channels_last**: in bf16 cuDNN's convolutions are much faster on NHWC tensors: one YOLOv8n step (batch 64,
-  640 px, forward, loss, backward, AdamW, EMA) took 47-53 ms in channels_last vs 104 ms in PyTorch's default
-  NCHW on an H200 (``bench/train_step_profile.py``). On x86-64 CPUs PyTorch's oneDNN (mkldnn) convolutions are
-  NHWC too (Ultralytics' own CPU inference turns channels_last on there): a CPU step at batch 16, 128 px was
-  faster in channels_last in each of three side-by-side pairs on the 2-core dev machine (1.17 vs 1.40 s at
-  best, measured busy). GPUs without bf16 train in fp32, where NHWC is not reliably faster: off.
+  640 px, forward, loss, backward, AdamW, EMA) took 47 ms in channels_last vs 104 ms in PyTorch's default NCHW
+  on an H200 (``bench/train_step_profile.py``). Without bf16 (fp32 on older GPUs, the CPU) it stays off.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,8 +85,6 @@ class InstanceFacts:
     """The ``model`` hyperparameter (``yolov8s.yaml``, ``weights.pt``): its scale letter sizes the batch."""
     load_per_cpu: float = 0.0
     """1-minute load average per usable CPU when the job starts (other work already running on the machine)."""
-    cpu_nhwc_kernels: bool = False
-    """An x86-64 CPU with PyTorch's oneDNN (mkldnn) convolutions, which run NHWC (channels_last) natively."""
 
 
 @dataclass(frozen=True)
@@ -201,12 +195,10 @@ def _choose_gpu_augment(facts: InstanceFacts, cache: Any) -> Choice:
 
 def _choose_channels_last(facts: InstanceFacts, amp: Any) -> Choice:
     if facts.gpu_count == 0:
-        if facts.cpu_nhwc_kernels:
-            return Choice(True, "oneDNN's CPU convolutions run NHWC (x86-64 with mkldnn)")
-        return Choice(False, "this CPU has no oneDNN (mkldnn) convolutions")
+        return Choice(False, "CPU training")
     if amp != "bf16":
         return Choice(False, "no bf16 training: NHWC convolutions are not reliably faster in fp32")
-    return Choice(True, "bf16 convolutions run fastest on NHWC tensors (an H200 step: 47-53 vs 104 ms)")
+    return Choice(True, "bf16 convolutions run fastest on NHWC tensors (an H200 step: 47 vs 104 ms)")
 
 
 def choose_settings(facts: InstanceFacts, requested: Mapping[str, Any]) -> dict[str, Choice]:
@@ -307,11 +299,11 @@ def _load_per_cpu() -> float:
 
 def gather_facts(device: str, train_images: int, val_images: int, imgsz: int, model: str) -> InstanceFacts:
     """The facts of this machine for a job on ``device`` (``cpu`` or GPU indices, from ``devices.resolve_device``)."""
-    import torch
-
     gpu_indices = [] if device == "cpu" else [int(index) for index in device.split(",")]
     memory_gib, bf16 = 0.0, False
     if gpu_indices:
+        import torch
+
         memory_gib = min(torch.cuda.get_device_properties(i).total_memory for i in gpu_indices) / 2**30
         bf16 = bool(torch.cuda.is_bf16_supported())
     return InstanceFacts(
@@ -325,5 +317,4 @@ def gather_facts(device: str, train_images: int, val_images: int, imgsz: int, mo
         val_images=val_images,
         imgsz=imgsz,
         model=model,
-        cpu_nhwc_kernels=platform.machine() in ("x86_64", "AMD64") and bool(torch.backends.mkldnn.is_available()),
     )

@@ -38,7 +38,6 @@ CPU_2 = InstanceFacts(
     val_images=160,
     imgsz=160,
     model="yolov8n.yaml",
-    cpu_nhwc_kernels=True,
 )
 ALL_AUTO = {name: AUTO for name in instance_defaults.AUTO_SETTINGS}
 
@@ -82,8 +81,7 @@ def test_channels_last_follows_bf16_training() -> None:
     assert values(H200)["channels_last"] is True
     assert values(H200, {**ALL_AUTO, "amp": "false"})["channels_last"] is False  # the user's fp32 turns it off
     assert values(T4_SMALL, {**ALL_AUTO, "amp": "bf16"})["channels_last"] is True
-    assert values(CPU_2)["channels_last"] is True  # x86-64 with oneDNN
-    assert values(dataclasses.replace(CPU_2, cpu_nhwc_kernels=False))["channels_last"] is False
+    assert values(CPU_2)["channels_last"] is False
     assert values(H200, {**ALL_AUTO, "channels_last": "false"})["channels_last"] is False
 
 
@@ -150,7 +148,7 @@ def test_cpu_training_keeps_the_cores_for_compute() -> None:
         "amp": False,
         "threads": 2,
         "gpu_augment": False,
-        "channels_last": True,
+        "channels_last": False,
     }
 
 
