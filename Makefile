@@ -15,10 +15,13 @@ help: ## List the targets with what they do
 setup: ## Install everything (Debian GL packages, .venv with pinned packages, CDK CLI + Node 22)
 	@scripts/bootstrap.sh
 
-run: setup ## Main job on the embedded default: the whole pipeline on one machine (moto as AWS), sample meshes
+setup-runtime: ## Install what the pipeline runs on (Debian GL packages, .venv with requirements.txt only): make run/render
+	@scripts/bootstrap.sh --runtime
+
+run: setup-runtime ## Main job on the embedded default: the whole pipeline on one machine (moto as AWS), sample meshes
 	$(BIN)/sim2cloud demo --out $(OUT)/demo
 
-render: setup ## Only the render step: the sample meshes into a labelled YOLO dataset with a preview picture
+render: setup-runtime ## Only the render step: the sample meshes into a labelled YOLO dataset with a preview picture
 	$(BIN)/sim2cloud render --meshes samples/meshes --out $(OUT)/dataset --frames 200 --force
 
 test: setup ## The test suite (what CI runs): lint, type check, unit, infra and integration tests
@@ -115,4 +118,4 @@ diff: setup ## cdk diff of every stack of ENV against the deployed ones (read-on
 clean: ## Remove generated outputs (not the venv)
 	rm -rf $(OUT) cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving bench-usd mutation
+.PHONY: help setup setup-runtime run render test lint format typecheck typecheck-only bench-render synth check-infra clean lint-docker bench-serving bench-usd mutation

@@ -87,6 +87,7 @@ def _plain_child(data_yaml: str, epochs: int, imgsz: int, scratch: str) -> None:
         "mAP50": last_metrics.get("metrics/mAP50(B)"),
         "mAP50-95": last_metrics.get("metrics/mAP50-95(B)"),
         "settings": f"batch {PLAIN_BATCH}, workers {PLAIN_WORKERS}, Ultralytics' defaults otherwise",
+        "epoch_rates": [n / t for n, t in zip(images, train_seconds, strict=True)],
     }
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
@@ -173,6 +174,7 @@ def run_ours(
         "mAP50": epochs_seen[-1].get("mAP50"),
         "mAP50-95": epochs_seen[-1].get("mAP50-95"),
         "settings": "; ".join(s.split(":")[0] for s in settings),
+        "epoch_rates": rates,
     }
 
 
@@ -223,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"mAP50-95 {_fmt(result['mAP50-95'])}  ({result['settings']})",
                 flush=True,
             )
+        for name, result in rows:
+            per_epoch = " ".join(f"{rate:.0f}" for rate in result["epoch_rates"])
+            print(f"  {name:27s} images/s per epoch: {per_epoch}", flush=True)
         for name, result in rows[1:]:
             ratio = result["images_per_s"] / plain["images_per_s"]
             delta = (result["mAP50"] or 0.0) - (plain["mAP50"] or 0.0)

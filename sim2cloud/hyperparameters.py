@@ -119,6 +119,9 @@ class Hyperparameters:
     """Draw mosaic, affine warp, HSV and flips on the GPU (``sim2cloud.training.gpu_augment``): ``true``,
     ``false`` or ``auto`` (on when training on GPUs with the RAM cache and the decoded images take at most a
     quarter of a GPU's memory). Pipelines it cannot draw (mixup, perspective, ...) stay on the CPU anyway."""
+    channels_last: str = AUTO
+    """Train in PyTorch's channels_last memory format (NHWC: cuDNN's fast bf16 convolutions): ``true``, ``false``
+    or ``auto`` (on when training on GPUs in bf16). The model and its results are the same, only faster."""
     lr0: float = 0.01
     """Initial learning rate; used only when ``optimizer`` is not ``auto`` (auto picks its own)."""
     optimizer: str = "auto"
@@ -150,6 +153,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cache": _choice(AUTO, "false", "ram", "disk"),
     "threads": _or_auto(_int_at_least(1)),
     "gpu_augment": _choice(AUTO, "true", "false"),
+    "channels_last": _choice(AUTO, "true", "false"),
     "lr0": _positive_float,
     "optimizer": _choice("auto", "SGD", "Adam", "AdamW"),
     "close_mosaic": _int_at_least(0),

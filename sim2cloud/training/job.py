@@ -126,6 +126,7 @@ def _instance_settings(hp: Hyperparameters, device: str, summary: DatasetSummary
         amp=str(chosen["amp"].value) if chosen["amp"].value else "false",
         threads=chosen["threads"].value if chosen["threads"].value is not None else AUTO,
         gpu_augment="true" if chosen["gpu_augment"].value else "false",
+        channels_last="true" if chosen["channels_last"].value else "false",
     )
     return resolved, chosen["amp"].value
 
@@ -300,10 +301,11 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
                 settings["resume"] = True
             if device == "cpu" and hp.threads != AUTO:
                 model.add_callback("on_train_start", callbacks.CpuThreads(int(hp.threads)))
-            if hp.gpu_augment == "true":
-                from sim2cloud.training.gpu_augment import GpuAugmentTrainer
+            from sim2cloud.training.trainers import trainer_class
 
-                settings["trainer"] = GpuAugmentTrainer
+            trainer = trainer_class(gpu_augment=hp.gpu_augment == "true", channels_last=hp.channels_last == "true")
+            if trainer is not None:
+                settings["trainer"] = trainer
             model.train(**settings)
         best = loc.checkpoint_dir / callbacks.BEST_NAME
         if not best.is_file():

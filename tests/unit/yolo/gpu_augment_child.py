@@ -72,6 +72,58 @@ def _compare(expected: dict[str, Any], got: dict[str, Any], store: Any) -> dict[
     }
 
 
+def _epochs_of_plans(dataset: Any, workers: int, seeded: bool, epochs: int = 2) -> list[Any]:
+    """Two epochs through a DataLoader as Ultralytics builds it (worker seeds from ``seed_worker``): each batch's
+    plan tensors and boxes, in order."""
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+    from ultralytics.data.build import seed_worker
+
+    from sim2cloud.training import gpu_augment
+
+    dataset.seed = 0 if seeded else None
+    sampler: Any = gpu_augment.EpochSampler(len(dataset), 0) if seeded else RandomSampler(dataset)
+    torch.manual_seed(0)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=BatchSampler(sampler, batch_size=2, drop_last=False),
+        num_workers=workers,
+        collate_fn=gpu_augment.PlannedDataset.collate_fn,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(0),
+    )
+    batches = []
+    for _ in range(epochs):
+        for batch in loader:
+            plan = batch["img"]
+            batches.append(
+                [plan.pastes.tolist(), plan.inverse_affine.tolist(), plan.hsv_gains.tolist(), batch["bboxes"].tolist()]
+            )
+    return batches
+
+
+def _worker_independence(planned: Any) -> dict[str, Any]:
+    import copy as copy_module
+
+    from sim2cloud.training import gpu_augment
+
+    dataset = copy_module.copy(planned)
+    seeded = {workers: _epochs_of_plans(dataset, workers, seeded=True) for workers in (0, 1, 3)}
+    unseeded = {workers: _epochs_of_plans(dataset, workers, seeded=False) for workers in (0, 3)}
+    half = len(seeded[0]) // 2
+    sampler = gpu_augment.EpochSampler(4, 0)
+    first, second = list(sampler), list(sampler)
+    sampler.next_epoch = 5
+    restarted = list(sampler)
+    return {
+        "same_with_0_1_3_workers": seeded[0] == seeded[1] == seeded[3],
+        "ultralytics_seeding_differs_with_0_and_3_workers": unseeded[0] != unseeded[3],
+        "epochs_differ": seeded[0][:half] != seeded[0][half:],
+        "epoch_tags": [sorted(first), sorted(second), sorted(restarted)],
+        "orders_differ": [i % 4 for i in first] != [i % 4 for i in second],
+    }
+
+
 def main(work: Path) -> dict[str, Any]:
     offline.prepare_offline_ultralytics(work / "config")
     import torch
@@ -108,6 +160,17 @@ def main(work: Path) -> dict[str, Any]:
 
     batch = gpu_augment.PlannedDataset.collate_fn([_sample(planned, i, i) for i in range(3)])
     plan = batch["img"]
+    samples = [{k: v for k, v in _sample(planned, i, i).items() if k != "img"} for i in range(3)]
+    reference = YOLODataset.collate_fn(samples)
+    restored = gpu_augment.tensors_from_transfer(batch)
+    transfer = {
+        "tensors_in_the_batch": sorted(k for k, v in batch.items() if isinstance(v, torch.Tensor)),
+        "plan_tensors": sorted(k for k, v in vars(plan).items() if isinstance(v, torch.Tensor)),
+        "restored_equal": sorted(
+            k for k, v in reference.items() if isinstance(v, torch.Tensor) and torch.equal(restored[k], v)
+        ),
+        "reference_tensors": sorted(k for k, v in reference.items() if isinstance(v, torch.Tensor)),
+    }
     collate = {
         "is_plan": isinstance(plan, gpu_augment.BatchPlan),
         "size": len(plan),
@@ -116,12 +179,31 @@ def main(work: Path) -> dict[str, Any]:
         "pasted_into": sorted(set(plan.pastes[:, 0].tolist())),
         "max_batch_idx": int(batch["batch_idx"].max()),
     }
+    workers = _worker_independence(planned)
+    from sim2cloud.training import trainers
+
+    trainer_names = {
+        f"gpu_augment={g} channels_last={c}": getattr(trainers.trainer_class(g, c), "__name__", None)
+        for g in (False, True)
+        for c in (False, True)
+    }
+    order = [cls.__name__ for cls in trainers.ChannelsLastGpuAugmentTrainer.__mro__[:4]]
     unsupported = [
         gpu_augment.unsupported_reason(Compose([MixUp(cpu, p=0.5)])),
         gpu_augment.unsupported_reason(Compose([RandomPerspective(perspective=0.001)])),
         gpu_augment.unsupported_reason(Compose([lambda labels: labels])),
     ]
-    return {"supported": supported, "mosaic": mosaic, "closed": closed, "collate": collate, "unsupported": unsupported}
+    return {
+        "supported": supported,
+        "mosaic": mosaic,
+        "closed": closed,
+        "collate": collate,
+        "unsupported": unsupported,
+        "workers": workers,
+        "trainers": trainer_names,
+        "transfer": transfer,
+        "both_trainer_order": order,
+    }
 
 
 if __name__ == "__main__":

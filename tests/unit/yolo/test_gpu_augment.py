@@ -67,5 +67,44 @@ def test_a_batch_collates_into_one_plan(child: dict[str, Any]) -> None:
     }
 
 
+def test_a_batch_leaves_its_worker_as_arrays_and_reaches_the_trainer_as_tensors(child: dict[str, Any]) -> None:
+    # No tensor crosses the process boundary (each would cost a shared-memory file descriptor)...
+    transfer = child["transfer"]
+    assert transfer["tensors_in_the_batch"] == [] and transfer["plan_tensors"] == []
+    # ...and the trainer gets back exactly Ultralytics' collated tensors.
+    assert transfer["restored_equal"] == transfer["reference_tensors"]
+    assert {"batch_idx", "bboxes", "cls"} <= set(transfer["reference_tensors"])
+
+
 def test_pipelines_it_cannot_draw_stay_on_the_cpu(child: dict[str, Any]) -> None:
     assert child["unsupported"] == ["MixUp p=0.5", "perspective=0.001", "transform function"]
+
+
+def test_augmentations_do_not_depend_on_the_number_of_dataloader_workers(child: dict[str, Any]) -> None:
+    workers = child["workers"]
+    assert workers["same_with_0_1_3_workers"]  # 0, 1 and 3 workers: the same order, plans and boxes
+    assert workers["ultralytics_seeding_differs_with_0_and_3_workers"]  # what per-sample seeds fix
+    assert workers["epochs_differ"]  # each epoch still draws anew
+
+
+def test_the_epoch_order_is_tagged_and_restarts_where_the_trainer_says(child: dict[str, Any]) -> None:
+    workers = child["workers"]
+    assert workers["epoch_tags"] == [[0, 1, 2, 3], [4, 5, 6, 7], [20, 21, 22, 23]]
+    assert workers["orders_differ"]
+
+
+def test_each_combination_of_training_options_has_an_importable_trainer(child: dict[str, Any]) -> None:
+    # Module-level classes: Ultralytics' DDP launcher re-imports the trainer by module and name in each rank.
+    assert child["trainers"] == {
+        "gpu_augment=False channels_last=False": None,
+        "gpu_augment=False channels_last=True": "ChannelsLastTrainer",
+        "gpu_augment=True channels_last=False": "GpuAugmentTrainer",
+        "gpu_augment=True channels_last=True": "ChannelsLastGpuAugmentTrainer",
+    }
+    # Draw first (GpuAugmentTrainer), then the drawn batch goes channels_last, then Ultralytics' own steps.
+    assert child["both_trainer_order"] == [
+        "ChannelsLastGpuAugmentTrainer",
+        "GpuAugmentTrainer",
+        "ChannelsLastTrainer",
+        "DetectionTrainer",
+    ]

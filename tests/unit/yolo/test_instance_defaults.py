@@ -54,6 +54,7 @@ def test_a_large_gpu_gets_the_nominal_batch_every_cpu_but_one_the_ram_cache_and_
         "amp": "bf16",
         "threads": None,
         "gpu_augment": True,
+        "channels_last": True,
     }
 
 
@@ -66,13 +67,22 @@ def test_a_small_cpu_gpu_instance_gets_workers_for_its_vcpus() -> None:
         "amp": "bf16",
         "threads": None,
         "gpu_augment": True,
+        "channels_last": True,
     }
 
 
 def test_a_gpu_without_bf16_trains_in_fp32_with_a_smaller_batch() -> None:
     chosen = choose_settings(T4_SMALL, ALL_AUTO)
-    assert (chosen["batch"].value, chosen["amp"].value) == (32, False)
+    assert (chosen["batch"].value, chosen["amp"].value, chosen["channels_last"].value) == (32, False, False)
     assert "no bf16" in chosen["amp"].reason
+
+
+def test_channels_last_follows_bf16_training() -> None:
+    assert values(H200)["channels_last"] is True
+    assert values(H200, {**ALL_AUTO, "amp": "false"})["channels_last"] is False  # the user's fp32 turns it off
+    assert values(T4_SMALL, {**ALL_AUTO, "amp": "bf16"})["channels_last"] is True
+    assert values(CPU_2)["channels_last"] is False
+    assert values(H200, {**ALL_AUTO, "channels_last": "false"})["channels_last"] is False
 
 
 def test_every_gpu_gets_its_share_of_batch_and_cpus() -> None:
@@ -85,6 +95,7 @@ def test_every_gpu_gets_its_share_of_batch_and_cpus() -> None:
         "amp": "bf16",
         "threads": None,
         "gpu_augment": False,
+        "channels_last": True,
     }
     # 1,920 images on 8 GPUs: 64 each would leave 3 steps an epoch.
     assert values(dataclasses.replace(P4D, train_images=1920))["batch"] == 8 * 60
@@ -137,12 +148,21 @@ def test_cpu_training_keeps_the_cores_for_compute() -> None:
         "amp": False,
         "threads": 2,
         "gpu_augment": False,
+        "channels_last": False,
     }
 
 
 @pytest.mark.parametrize("facts", [H200, G5_XLARGE, T4_SMALL, P4D, CPU_2], ids=["h200", "g5", "t4", "p4d", "cpu"])
 def test_a_user_setting_always_wins(facts: InstanceFacts) -> None:
-    requested = {"batch": 8, "workers": 0, "cache": "false", "amp": "false", "threads": 3, "gpu_augment": "true"}
+    requested = {
+        "batch": 8,
+        "workers": 0,
+        "cache": "false",
+        "amp": "false",
+        "threads": 3,
+        "gpu_augment": "true",
+        "channels_last": "true",
+    }
     chosen = choose_settings(facts, requested)
     assert {name: choice.value for name, choice in chosen.items()} == {
         "batch": 8,
@@ -151,6 +171,7 @@ def test_a_user_setting_always_wins(facts: InstanceFacts) -> None:
         "amp": False,
         "threads": 3,
         "gpu_augment": True,
+        "channels_last": True,
     }
     assert all(choice.user_set and choice.reason == "set by the user" for choice in chosen.values())
     partly = choose_settings(facts, {**ALL_AUTO, "batch": 24})
