@@ -11,12 +11,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import aws_cdk as cdk
+from typing import TYPE_CHECKING, Any
 
 from sim2cloud import __version__, contract, wiring
 from sim2cloud.wiring import ApprovalMode
+
+if TYPE_CHECKING:
+    import aws_cdk as cdk
 
 PROJECT = contract.STACK_NAME_PREFIX
 """Stack-name prefix: ``Sim2Cloud-<env>-<Lifecycle>``."""
@@ -167,10 +168,14 @@ class EnvironmentSettings:
 
     @property
     def removal_policy(self) -> cdk.RemovalPolicy:
+        import aws_cdk as cdk  # here, not at the top: reading settings (the demo's cost estimate) starts no Node
+
         return cdk.RemovalPolicy.RETAIN if self.retain_data else cdk.RemovalPolicy.DESTROY
 
     @property
     def cdk_environment(self) -> cdk.Environment:
+        import aws_cdk as cdk
+
         return cdk.Environment(account=self.account, region=self.region)
 
     def stack_name(self, lifecycle: str) -> str:

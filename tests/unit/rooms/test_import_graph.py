@@ -69,3 +69,11 @@ def test_the_isaac_image_ships_every_sim2cloud_module_the_render_job_imports() -
     # The image holds the same stdlib-only base as the Lambda bundles, plus the hyperparameter table, batch.yaml's
     # rules and the job log format, no more.
     assert copied == {*CONTRACT_FILES, "hyperparameters.py", "batch_config.py", "job_log.py"}
+
+
+def test_reading_environment_settings_loads_no_cdk() -> None:
+    """The demo prices its run from stacks/config.py's settings; that must not start jsii's Node (slow, and on
+    the runtime-only set-up a Node 20 banner in the demo's output)."""
+    loaded = modules_loaded_by("stacks.config")
+    assert "stacks.config" in loaded
+    assert not {name.partition(".")[0] for name in loaded} & {"aws_cdk", "jsii", "constructs"}
