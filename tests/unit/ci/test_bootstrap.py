@@ -104,3 +104,12 @@ def test_the_demo_server_is_a_runtime_requirement() -> None:
     dev = (REPO_ROOT / "requirements-dev.txt").read_text().splitlines()
     assert any(line.startswith("moto[server]==") for line in runtime)
     assert not any(line.startswith("moto") for line in dev)
+
+
+def test_the_cdk_libraries_come_with_the_full_setup_only() -> None:
+    # The demo reads environment settings without aws_cdk (tests/unit/rooms), so `make run` does not install them.
+    runtime = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    dev = (REPO_ROOT / "requirements-dev.txt").read_text().splitlines()
+    for package in ("aws-cdk-lib==", "constructs==", "cdk-nag=="):
+        assert not any(line.startswith(package) for line in runtime), package
+        assert any(line.startswith(package) for line in dev), package
