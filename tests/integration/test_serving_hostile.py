@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import io
 import json
 import os
@@ -25,11 +24,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
+from bench.tiny_data import yolo_test_helpers
 from sim2cloud import contract
 from sim2cloud.local.runner import free_port
 
@@ -49,16 +48,7 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _load_test_helpers() -> Any:
-    spec = importlib.util.spec_from_file_location("yolo_tiny_dataset", REPO / "tests/unit/yolo/conftest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TINY = _load_test_helpers()
+TINY = yolo_test_helpers()
 """build_tiny_dataset and png_declaring from the YOLO unit tests' conftest."""
 
 

@@ -7,7 +7,6 @@ checkpoint) and restarted with the same command; it must resume at epoch 2. Its 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import os
@@ -27,6 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.tiny_data import yolo_test_helpers
 from sim2cloud import contract
 from sim2cloud.local.runner import free_port
 
@@ -36,15 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 SIM2CLOUD = [sys.executable, "-m", "sim2cloud.cli"]
 IMGSZ = 96
 EPOCHS = 2
-
-
-def _load_dataset_builder():
-    spec = importlib.util.spec_from_file_location("yolo_tiny_dataset", REPO / "tests/unit/yolo/conftest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_tiny_dataset
 
 
 _SCRATCH: list[Path] = []
@@ -77,7 +68,7 @@ def _train_command(dataset: Path, out: Path) -> list[str]:
 
 class TrainedRun:
     def __init__(self, root: Path) -> None:
-        self.dataset = _load_dataset_builder()(root / "dataset")
+        self.dataset = yolo_test_helpers().build_tiny_dataset(root / "dataset")
         self.out = root / "train"
         self.paths = contract.SageMakerPaths(base=str(self.out))
         self.first_lines: list[str] = []
@@ -533,7 +524,7 @@ sys.exit(code)
 def test_training_and_export_never_touch_the_network(tmp_path: Path) -> None:
     """No weights, fonts, settings sync or update checks: every lookup or outside connection is refused and
     recorded (in the job's own process, where Ultralytics runs)."""
-    dataset = _load_dataset_builder()(tmp_path / "dataset", train_images=8, val_images=4)
+    dataset = yolo_test_helpers().build_tiny_dataset(tmp_path / "dataset", train_images=8, val_images=4)
     command = [sys.executable, "-c", NETWORK_GUARD, "train", "--dataset", str(dataset), "--out", str(tmp_path / "o")]
     command += ["--hp", "epochs=1", "--hp", "imgsz=64", "--hp", "batch=4", "--hp", "workers=0", "--no-progress"]
     completed = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
