@@ -9,7 +9,7 @@ ships beside the contract in the Lambda bundles and the Isaac Sim image.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sim2cloud import contract
@@ -46,22 +46,18 @@ class EnvReader:
 
     def identifier(self, name: str, what: str) -> str:
         """A required safe path segment (:func:`sim2cloud.contract.check_id`): a batch or run id."""
-        value = self.text(name)
-        if not value:
-            return ""
-        try:
-            return contract.check_id(value, what)
-        except ValueError as err:
-            self.problems.append(f"{name}: {err}")
-            return ""
+        return self._checked(name, what, contract.check_id)
 
     def user_name(self, name: str, what: str) -> str:
         """A required batch or class name as the user wrote it (``kitchen set 2``): :func:`contract.check_name`."""
+        return self._checked(name, what, contract.check_name)
+
+    def _checked(self, name: str, what: str, check: Callable[[str, str], str]) -> str:
         value = self.text(name)
         if not value:
             return ""
         try:
-            return contract.check_name(value, what)
+            return check(value, what)
         except ValueError as err:
             self.problems.append(f"{name}: {err}")
             return ""
