@@ -122,6 +122,10 @@ class Hyperparameters:
     channels_last: str = AUTO
     """Train in PyTorch's channels_last memory format (NHWC: cuDNN's fast bf16 convolutions): ``true``, ``false``
     or ``auto`` (on when training on GPUs in bf16). The model and its results are the same, only faster."""
+    cuda_graphs: str = AUTO
+    """Replay the model's training forward and backward as CUDA graphs (``sim2cloud.training.cuda_graphs``: the same
+    kernels without Python launching each one): ``true``, ``false`` or ``auto`` (on when training on exactly one
+    GPU). Runs with several GPUs or with gradient accumulation (``batch`` < ``nbs``) train eagerly anyway."""
     lr0: float = 0.01
     """Initial learning rate; used only when ``optimizer`` is not ``auto`` (auto picks its own)."""
     optimizer: str = "auto"
@@ -154,6 +158,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "threads": _or_auto(_int_at_least(1)),
     "gpu_augment": _choice(AUTO, "true", "false"),
     "channels_last": _choice(AUTO, "true", "false"),
+    "cuda_graphs": _choice(AUTO, "true", "false"),
     "lr0": _positive_float,
     "optimizer": _choice("auto", "SGD", "Adam", "AdamW"),
     "close_mosaic": _int_at_least(0),

@@ -30,6 +30,10 @@ Why these rules (YOLOv8 on SageMaker GPU instances):
   NCHW on an H200 (``bench/train_step_profile.py``, two runs). Without bf16 (fp32 on older GPUs) it stays off,
   and on CPU too: oneDNN's NHWC steps looked faster on the busy 2-core dev machine, but the demo trained that way
   ended below its quality gate (Ultralytics-val mAP50 0.4988 vs 0.5087 in NCHW; its schedule was fitted in NCHW).
+* **cuda_graphs**: on one GPU a step of a small model is limited by Python launching its kernels (an H200 spent
+  63 ms of wall time on a batch-64 YOLOv8n step holding 39 ms of GPU kernels); replaying the model's forward and
+  backward as CUDA graphs launches each pass once (:mod:`sim2cloud.training.cuda_graphs`). Off with several GPUs:
+  DDP all-reduces gradients inside the backward pass.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 from sim2cloud.hyperparameters import AUTO
 from sim2cloud.training import devices
 
-AUTO_SETTINGS = ("batch", "workers", "cache", "amp", "threads", "gpu_augment", "channels_last")
+AUTO_SETTINGS = ("batch", "workers", "cache", "amp", "threads", "gpu_augment", "channels_last", "cuda_graphs")
 """The hyperparameters chosen here when left at ``auto``."""
 
 REFERENCE_IMGSZ = 640
@@ -203,6 +207,14 @@ def _choose_channels_last(facts: InstanceFacts, amp: Any) -> Choice:
     return Choice(True, "bf16 convolutions run fastest on NHWC tensors (an H200 step: 47-53 vs 104 ms)")
 
 
+def _choose_cuda_graphs(facts: InstanceFacts) -> Choice:
+    if facts.gpu_count == 0:
+        return Choice(False, "CPU training")
+    if facts.gpu_count > 1:
+        return Choice(False, f"{facts.gpu_count} GPUs: DDP all-reduces gradients inside the backward pass")
+    return Choice(True, "one GPU: the model's forward and backward replayed without Python launching each kernel")
+
+
 def choose_settings(facts: InstanceFacts, requested: Mapping[str, Any]) -> dict[str, Choice]:
     """Each of :data:`AUTO_SETTINGS`: the user's value when it is not ``auto``, else the instance's choice.
 
@@ -215,6 +227,7 @@ def choose_settings(facts: InstanceFacts, requested: Mapping[str, Any]) -> dict[
         "cache": _choose_cache,
         "amp": _choose_amp,
         "threads": _choose_threads,
+        "cuda_graphs": _choose_cuda_graphs,
     }
     chosen: dict[str, Choice] = {}
     for name in AUTO_SETTINGS:
@@ -235,7 +248,7 @@ def _ultralytics_value(name: str, value: Any, facts: InstanceFacts) -> Any:
         return False if value == "false" else value
     if name == "amp":
         return devices.amp_setting(str(value), devices.device_for_gpu_count(facts.gpu_count), facts.bf16_supported)
-    if name in ("gpu_augment", "channels_last"):
+    if name in ("gpu_augment", "channels_last", "cuda_graphs"):
         return value == "true"
     return value
 

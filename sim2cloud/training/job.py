@@ -127,6 +127,7 @@ def _instance_settings(hp: Hyperparameters, device: str, summary: DatasetSummary
         threads=chosen["threads"].value if chosen["threads"].value is not None else AUTO,
         gpu_augment="true" if chosen["gpu_augment"].value else "false",
         channels_last="true" if chosen["channels_last"].value else "false",
+        cuda_graphs="true" if chosen["cuda_graphs"].value else "false",
     )
     return resolved, chosen["amp"].value
 
@@ -303,7 +304,11 @@ def train(loc: JobLocations, hp: Hyperparameters, environ: Mapping[str, str], pr
                 model.add_callback("on_train_start", callbacks.CpuThreads(int(hp.threads)))
             from sim2cloud.training.trainers import trainer_class
 
-            trainer = trainer_class(gpu_augment=hp.gpu_augment == "true", channels_last=hp.channels_last == "true")
+            trainer = trainer_class(
+                gpu_augment=hp.gpu_augment == "true",
+                channels_last=hp.channels_last == "true",
+                cuda_graphs=hp.cuda_graphs == "true",
+            )
             if trainer is not None:
                 settings["trainer"] = trainer
             model.train(**settings)

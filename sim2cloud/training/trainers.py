@@ -7,7 +7,9 @@ process), so every combination of the job's own training options has a name here
   cuDNN's bf16 convolutions are fastest (``instance_defaults`` says when it is chosen). Weights, loss and
   schedule are Ultralytics' own; only the layout of the tensors in memory changes.
 * :class:`~sim2cloud.training.gpu_augment.GpuAugmentTrainer`: the training batches drawn on the GPU.
-* :class:`ChannelsLastGpuAugmentTrainer`: both.
+* :class:`~sim2cloud.training.cuda_graphs.CudaGraphTrainer`: the model's forward and backward replayed as CUDA
+  graphs on one GPU.
+* the combinations, named by their parts in that order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from ultralytics.models.yolo.detect import DetectionTrainer
 
+from sim2cloud.training.cuda_graphs import CudaGraphTrainer
 from sim2cloud.training.gpu_augment import GpuAugmentTrainer
 
 
@@ -41,8 +44,31 @@ class ChannelsLastGpuAugmentTrainer(GpuAugmentTrainer, ChannelsLastTrainer):
     """Batches drawn on the GPU (:class:`GpuAugmentTrainer`), trained channels_last (:class:`ChannelsLastTrainer`)."""
 
 
-def trainer_class(gpu_augment: bool, channels_last: bool) -> type[DetectionTrainer] | None:
+class ChannelsLastCudaGraphTrainer(CudaGraphTrainer, ChannelsLastTrainer):
+    """channels_last, with the model's forward and backward as CUDA graphs."""
+
+
+class GpuAugmentCudaGraphTrainer(CudaGraphTrainer, GpuAugmentTrainer):
+    """Batches drawn on the GPU, with the model's forward and backward as CUDA graphs."""
+
+
+class ChannelsLastGpuAugmentCudaGraphTrainer(CudaGraphTrainer, ChannelsLastGpuAugmentTrainer):
+    """Batches drawn on the GPU, trained channels_last, the model's forward and backward as CUDA graphs."""
+
+
+_TRAINERS: dict[tuple[bool, bool, bool], type[DetectionTrainer] | None] = {
+    # (gpu_augment, channels_last, cuda_graphs)
+    (False, False, False): None,
+    (False, True, False): ChannelsLastTrainer,
+    (True, False, False): GpuAugmentTrainer,
+    (True, True, False): ChannelsLastGpuAugmentTrainer,
+    (False, False, True): CudaGraphTrainer,
+    (False, True, True): ChannelsLastCudaGraphTrainer,
+    (True, False, True): GpuAugmentCudaGraphTrainer,
+    (True, True, True): ChannelsLastGpuAugmentCudaGraphTrainer,
+}
+
+
+def trainer_class(*, gpu_augment: bool, channels_last: bool, cuda_graphs: bool) -> type[DetectionTrainer] | None:
     """The trainer for these options; None: Ultralytics' own DetectionTrainer."""
-    if gpu_augment:
-        return ChannelsLastGpuAugmentTrainer if channels_last else GpuAugmentTrainer
-    return ChannelsLastTrainer if channels_last else None
+    return _TRAINERS[(gpu_augment, channels_last, cuda_graphs)]

@@ -55,6 +55,7 @@ def test_a_large_gpu_gets_the_nominal_batch_every_cpu_but_one_the_ram_cache_and_
         "threads": None,
         "gpu_augment": True,
         "channels_last": True,
+        "cuda_graphs": True,
     }
 
 
@@ -68,6 +69,7 @@ def test_a_small_cpu_gpu_instance_gets_workers_for_its_vcpus() -> None:
         "threads": None,
         "gpu_augment": True,
         "channels_last": True,
+        "cuda_graphs": True,
     }
 
 
@@ -85,6 +87,15 @@ def test_channels_last_follows_bf16_training() -> None:
     assert values(H200, {**ALL_AUTO, "channels_last": "false"})["channels_last"] is False
 
 
+def test_cuda_graphs_run_on_exactly_one_gpu() -> None:
+    assert values(H200)["cuda_graphs"] is True
+    assert values(G5_XLARGE)["cuda_graphs"] is True
+    p4d = choose_settings(P4D, ALL_AUTO)["cuda_graphs"]
+    assert p4d.value is False and "DDP" in p4d.reason
+    assert values(CPU_2)["cuda_graphs"] is False
+    assert values(H200, {**ALL_AUTO, "cuda_graphs": "false"})["cuda_graphs"] is False
+
+
 def test_every_gpu_gets_its_share_of_batch_and_cpus() -> None:
     # DDP: the batch is the total over ranks; each rank gets its CPUs' workers and caches its own copy
     # (30,000 decoded images, 37 GiB, are too many to keep on a 40 GiB GPU: its CPUs draw them).
@@ -96,6 +107,7 @@ def test_every_gpu_gets_its_share_of_batch_and_cpus() -> None:
         "threads": None,
         "gpu_augment": False,
         "channels_last": True,
+        "cuda_graphs": False,
     }
     # 1,920 images on 8 GPUs: 64 each would leave 3 steps an epoch.
     assert values(dataclasses.replace(P4D, train_images=1920))["batch"] == 8 * 60
@@ -149,6 +161,7 @@ def test_cpu_training_keeps_the_cores_for_compute() -> None:
         "threads": 2,
         "gpu_augment": False,
         "channels_last": False,
+        "cuda_graphs": False,
     }
 
 
@@ -162,6 +175,7 @@ def test_a_user_setting_always_wins(facts: InstanceFacts) -> None:
         "threads": 3,
         "gpu_augment": "true",
         "channels_last": "true",
+        "cuda_graphs": "false",
     }
     chosen = choose_settings(facts, requested)
     assert {name: choice.value for name, choice in chosen.items()} == {
@@ -172,6 +186,7 @@ def test_a_user_setting_always_wins(facts: InstanceFacts) -> None:
         "threads": 3,
         "gpu_augment": True,
         "channels_last": True,
+        "cuda_graphs": False,
     }
     assert all(choice.user_set and choice.reason == "set by the user" for choice in chosen.values())
     partly = choose_settings(facts, {**ALL_AUTO, "batch": 24})
