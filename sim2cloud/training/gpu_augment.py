@@ -6,9 +6,11 @@ transforms still run in the dataloader workers and still draw every random param
 (``get_params`` / ``apply_instances``: the same code, the same random streams), but their ``apply_image`` only
 records what it would have done to the pixels (:class:`PlannedImage`). The collate function packs a batch's
 plans into a few small tensors, and the trainer draws the batch on the GPU from the decoded images kept there
-(Ultralytics' RAM cache, uploaded once): paste the mosaic tiles into a 114-grey canvas, warp it with the
-affine matrix (bilinear, grey border, as ``cv2.warpAffine``), HSV gains as ``RandomHSV``'s lookup tables,
-flips. Labels, mosaic, close_mosaic and the loss are Ultralytics' own, unchanged.
+(Ultralytics' RAM cache, uploaded once): the mosaic tiles on a 114-grey canvas, warped with the affine matrix
+(bilinear, grey border, as ``cv2.warpAffine``), HSV gains as ``RandomHSV``'s lookup tables, flips (folded into
+the warp). On CUDA one Triton kernel draws a batch (:mod:`sim2cloud.training.draw_kernel`); PyTorch operations
+(:func:`draw_with_torch`) are the reference and the path without Triton. Labels, mosaic, close_mosaic and the
+loss are Ultralytics' own, unchanged.
 
 Used when every training image is cached in RAM and the pipeline holds only the transforms this module
 draws (Ultralytics' detection defaults: mosaic 4, affine without perspective, HSV, flips; no mixup, cutmix,
@@ -17,6 +19,7 @@ copy-paste or albumentations); otherwise :func:`unsupported_reason` says why and
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from ultralytics.data.augment import (
     RandomHSV,
     RandomPerspective,
 )
+from ultralytics.data.build import InfiniteDataLoader
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.models.yolo.detect import DetectionTrainer
 
@@ -304,10 +308,59 @@ def random_hsv(image: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
     return torch.where(untouched, image, changed)
 
 
-def draw(plan: BatchPlan, store: ImageStore, device: torch.device) -> torch.Tensor:
-    """The batch's images, float 0-255, RGB, [B, 3, H, W] on ``device``: tiles pasted into a grey canvas, the
-    canvas warped as ``cv2.warpAffine`` does (bilinear, grey border), then HSV, then flips."""
+def image_parameters(plan: BatchPlan) -> np.ndarray:
+    """float32 [B, 9] per image: output pixel (x, y, 1) -> canvas pixel (x, y) as a 2 x 3 matrix, then the HSV gains.
+
+    The flips are folded into the matrix: a flip mirrors where each output pixel samples the canvas, and HSV works
+    pixel by pixel, so mirroring the sampling positions equals flipping the finished image.
+    """
     batch = len(plan)
+    out_h, out_w = plan.output_hw
+    mirror_x = np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    mirror_y = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, out_h - 1.0], [0.0, 0.0, 1.0]])
+    inverse = np.concatenate([plan.inverse_affine, np.tile([[[0.0, 0.0, 1.0]]], (batch, 1, 1))], axis=1)
+    inverse = np.where(plan.flip_lr[:, None, None], inverse @ mirror_x, inverse)
+    inverse = np.where(plan.flip_ud[:, None, None], inverse @ mirror_y, inverse)
+    return np.concatenate([inverse[:, :2].reshape(batch, 6), plan.hsv_gains], axis=1).astype(np.float32)
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A small per-batch array on ``device`` without waiting for the GPU: copied from pinned memory, asynchronously
+    (a plain ``.to(device)`` of a NumPy array waits until the GPU has finished all queued work)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def draw(plan: BatchPlan, store: ImageStore, device: torch.device) -> torch.Tensor:
+    """The batch's images, float 0-255, RGB, [B, 3, H, W] on ``device``: the mosaic tiles on a grey canvas, warped
+    as ``cv2.warpAffine`` does (bilinear, grey border), then HSV, then flips.
+
+    On CUDA with Triton one kernel draws the batch (:mod:`sim2cloud.training.draw_kernel`); elsewhere PyTorch
+    operations do (:func:`draw_with_torch`, the reference).
+    """
+    parameters = to_device(image_parameters(plan), device)
+    hsv = bool((plan.hsv_gains != 0).any())
+    if device.type == "cuda" and draw_kernel_available():
+        from sim2cloud.training import draw_kernel
+
+        tiles = to_device(draw_kernel.tile_table(plan.pastes, len(plan)), device)
+        return draw_kernel.draw(store.images, tiles, parameters, plan.output_hw, hsv)
+    return draw_with_torch(plan, store, parameters, hsv)
+
+
+def draw_kernel_available() -> bool:
+    """Whether Triton is installed (PyTorch's CUDA wheels bring it; its CPU wheels do not)."""
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
+def draw_with_torch(plan: BatchPlan, store: ImageStore, parameters: torch.Tensor, hsv: bool) -> torch.Tensor:
+    """:func:`draw` with PyTorch operations (``parameters``: :func:`image_parameters` on the store's device)."""
+    batch = len(plan)
+    device = store.images.device
     canvas_h, canvas_w = plan.canvas_hw
     # Pasted as uint8 (one copy kernel per tile), shifted to floats around the grey once for the whole canvas.
     pasted = torch.full((batch, 3, canvas_h, canvas_w), int(BORDER_VALUE), dtype=torch.uint8, device=device)
@@ -316,26 +369,21 @@ def draw(plan: BatchPlan, store: ImageStore, device: torch.device) -> torch.Tens
             pasted[b, :, y1a:y2a, x1a:x2a] = store.images[source, :, y1b:y2b, x1b:x2b]
     canvas = pasted.float() - BORDER_VALUE  # 0 = grey
     out_h, out_w = plan.output_hw
-    ys, xs = torch.meshgrid(
-        torch.arange(out_h, dtype=torch.float32, device=device),
-        torch.arange(out_w, dtype=torch.float32, device=device),
-        indexing="ij",
-    )
-    pixels = torch.stack((xs, ys, torch.ones_like(xs)), -1).reshape(1, -1, 3)
-    inverse = torch.from_numpy(plan.inverse_affine).to(device=device, dtype=torch.float32)
-    source_xy = (pixels @ inverse.transpose(1, 2)).reshape(batch, out_h, out_w, 2)  # canvas pixel of each output
+    matrix = parameters[:, :6].reshape(batch, 2, 3, 1, 1)
+    xs = torch.arange(out_w, dtype=torch.float32, device=device)[None, None, :]
+    ys = torch.arange(out_h, dtype=torch.float32, device=device)[None, :, None]
+    canvas_x = matrix[:, 0, 0] * xs + matrix[:, 0, 1] * ys + matrix[:, 0, 2]
+    canvas_y = matrix[:, 1, 0] * xs + matrix[:, 1, 1] * ys + matrix[:, 1, 2]
     # grid_sample with align_corners=True puts -1 and 1 on the centres of the first and last pixels, as OpenCV
     # puts pixel centres on integer coordinates; zero padding of (canvas - grey) is OpenCV's grey border.
-    scale = torch.tensor([2.0 / max(canvas_w - 1, 1), 2.0 / max(canvas_h - 1, 1)], device=device)
-    grid = source_xy * scale - 1.0
+    grid = torch.stack(
+        (canvas_x * (2.0 / max(canvas_w - 1, 1)) - 1.0, canvas_y * (2.0 / max(canvas_h - 1, 1)) - 1.0), -1
+    )
     warped = torch.nn.functional.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     images = torch.round(warped + BORDER_VALUE).clamp(0.0, 255.0)
-    if bool((plan.hsv_gains != 0).any()):
-        images = random_hsv(images, torch.from_numpy(plan.hsv_gains).to(device))
-    flip_lr = torch.from_numpy(plan.flip_lr).to(device)[:, None, None, None]
-    images = torch.where(flip_lr, images.flip(-1), images)
-    flip_ud = torch.from_numpy(plan.flip_ud).to(device)[:, None, None, None]
-    return torch.where(flip_ud, images.flip(-2), images)
+    if hsv:
+        images = random_hsv(images, parameters[:, 6:9])
+    return images
 
 
 # --------------------------------------------------------------------------------------
@@ -379,10 +427,14 @@ class PlannedDataset(YOLODataset):
     """A training YOLODataset whose samples carry plans instead of pixels (built by :class:`GpuAugmentTrainer`).
 
     With :attr:`seed` set, indices arrive tagged by :class:`EpochSampler` and each sample's random draws
-    (Python's ``random`` and NumPy's, which Ultralytics' transforms use) are seeded from (seed, epoch, index).
+    (Python's ``random`` and NumPy's, which Ultralytics' transforms use) are seeded from (seed, epoch, index), and
+    the epoch in the tag picks the pipeline: from :attr:`close_epoch` on, the one Ultralytics switches to at
+    ``close_mosaic`` (:meth:`switch_at_epoch`). The dataloader's workers then need no restart at the switch.
     """
 
     seed: int | None = None
+    close_epoch: int | None = None
+    closed_transforms: Compose | None = None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.seed is None:
@@ -391,7 +443,17 @@ class PlannedDataset(YOLODataset):
         draw_seed = sample_seed(self.seed, epoch, index)
         random.seed(draw_seed)
         np.random.seed(draw_seed)
+        if self.close_epoch is not None and epoch >= self.close_epoch:
+            assert self.closed_transforms is not None  # set together by switch_at_epoch
+            return dict(self.closed_transforms(self.get_image_and_label(index)))
         return super().__getitem__(index)
+
+    def switch_at_epoch(self, close_epoch: int, hyp: Any) -> None:
+        """Draw the epochs from ``close_epoch`` on with the pipeline ``YOLODataset.close_mosaic(hyp)`` builds."""
+        closed = copy.copy(self)
+        closed.close_mosaic(hyp=copy.copy(hyp))
+        self.closed_transforms = closed.transforms
+        self.close_epoch = close_epoch
 
     def load_image(self, i: int, rect_mode: bool = True, resize_short: bool = False) -> Any:
         cache: Any = self.ims  # BaseDataset._ImageCache once cached in RAM
@@ -434,9 +496,18 @@ class GpuAugmentTrainer(DetectionTrainer):
             self.epoch_sampler = EpochSampler(len(dataset), int(self.args.seed))
             batches.sampler = self.epoch_sampler
             dataset.seed = int(self.args.seed)
+            if self.args.close_mosaic and isinstance(loader, InfiniteDataLoader):
+                # Ultralytics closes mosaic at the first epoch >= epochs - close_mosaic and restarts the workers
+                # so that they see the change; these workers switch by the epoch in each index instead.
+                dataset.switch_at_epoch(max(self.epochs - int(self.args.close_mosaic), 0), self.args)
+                loader.__class__ = ContinuousLoader
         return loader
 
     def _close_dataloader_mosaic(self) -> None:
+        dataset = self.train_loader.dataset
+        if isinstance(dataset, PlannedDataset) and dataset.close_epoch is not None:
+            print(f"gpu augmentation: epochs from {dataset.close_epoch + 1} are drawn without mosaic", flush=True)
+            return
         super()._close_dataloader_mosaic()
         if self.epoch_sampler is not None:  # Ultralytics restarts the loader next: it begins at this epoch
             self.epoch_sampler.next_epoch = self.epoch
@@ -464,6 +535,15 @@ class GpuAugmentTrainer(DetectionTrainer):
             with torch.autocast(device_type=self.device.type, enabled=False):
                 batch["img"] = draw(plan, self.store, self.device)
         return super().preprocess_batch(batch)
+
+
+class ContinuousLoader(InfiniteDataLoader):
+    """Ultralytics' training loader whose :meth:`reset` keeps its workers (and the batches they have prepared):
+    for a :class:`PlannedDataset` that switches its pipeline at close_mosaic by itself. Restarting 15 workers
+    cost about a second of an H200 training run (the close-mosaic epoch trained at about half speed)."""
+
+    def reset(self) -> None:
+        return None
 
 
 def arrays_for_transfer(batch: dict[str, Any]) -> dict[str, Any]:

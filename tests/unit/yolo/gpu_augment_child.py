@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -69,6 +70,45 @@ def _compare(expected: dict[str, Any], got: dict[str, Any], store: Any) -> dict[
         "same_classes": bool(torch.equal(got["cls"], expected["cls"])),
         "boxes_difference": float((got["bboxes"] - expected["bboxes"]).abs().max()) if len(got["bboxes"]) else 0.0,
         "boxes": len(got["bboxes"]),
+    }
+
+
+def _switching_at_an_epoch(planned: Any, planned_closed: Any, hyp: Any) -> dict[str, Any]:
+    """A dataset told to close mosaic at epoch 1 draws epoch 0 with mosaic and epoch 1 as a closed dataset does."""
+    switching, closed = copy.copy(planned), copy.copy(planned_closed)
+    switching.seed = closed.seed = 0
+    switching.switch_at_epoch(1, copy.copy(hyp))
+    size = len(switching.labels)
+    first, second, reference = switching[2], switching[size + 2], closed[size + 2]
+    return {
+        "epoch_0_mosaic": "mosaic" in repr(first["img"].plan),
+        "epoch_1_mosaic": "mosaic" in repr(second["img"].plan),
+        "epoch_1_as_closed": second["img"].plan == reference["img"].plan
+        and second["bboxes"].tolist() == reference["bboxes"].tolist(),
+    }
+
+
+def _kernel_agreement(plan: Any, store: Any) -> dict[str, Any]:
+    """The Triton draw kernel, run by Triton's interpreter on the CPU (TRITON_INTERPRET=1, set by the test), against
+    the PyTorch draw of the same plans: mosaics and single images in one batch, with flips and HSV gains."""
+    import torch
+
+    from sim2cloud.training import draw_kernel, gpu_augment
+
+    parameters = gpu_augment.to_device(gpu_augment.image_parameters(plan), torch.device("cpu"))
+    hsv = bool((plan.hsv_gains != 0).any())
+    reference = gpu_augment.draw_with_torch(plan, store, parameters, hsv)
+    tiles = torch.from_numpy(draw_kernel.tile_table(plan.pastes, len(plan)))
+    drawn = draw_kernel.draw(store.images, tiles, parameters, plan.output_hw, hsv)
+    return {
+        "interpreted": os.environ.get("TRITON_INTERPRET") == "1",
+        "shape": list(drawn.shape),
+        "mean_difference": float((drawn - reference).abs().mean()),
+        "share_above_one": float(((drawn - reference).abs() > 1).float().mean()),
+        "tiles_per_image": sorted({int((row[:, 2] > row[:, 1]).sum()) for row in tiles.numpy()}),
+        "flipped_images": int(plan.flip_lr.sum() + plan.flip_ud.sum()),
+        "images_with_hsv_gains": int((plan.hsv_gains != 0).any(1).sum()),
+        "mean_difference_to_another_batch": float((drawn - drawn.roll(1, 0)).abs().mean()),
     }
 
 
@@ -157,6 +197,10 @@ def main(work: Path) -> dict[str, Any]:
     cpu_closed.close_mosaic(hyp=copy.copy(hyp))
     planned_closed.close_mosaic(hyp=copy.copy(hyp))
     closed = _compare(_sample(cpu_closed, 1, 7), _sample(planned_closed, 1, 7), store)
+    switching = _switching_at_an_epoch(planned, planned_closed, hyp)
+    planned_images = [_sample(planned, seed % len(cpu), seed)["img"] for seed in SEEDS]
+    planned_images += [_sample(planned_closed, index, 7 + index)["img"] for index in range(3)]
+    kernel = _kernel_agreement(gpu_augment.pack_plans(planned_images), store)
 
     batch = gpu_augment.PlannedDataset.collate_fn([_sample(planned, i, i) for i in range(3)])
     plan = batch["img"]
@@ -183,11 +227,14 @@ def main(work: Path) -> dict[str, Any]:
     from sim2cloud.training import trainers
 
     trainer_names = {
-        f"gpu_augment={g} channels_last={c}": getattr(trainers.trainer_class(g, c), "__name__", None)
+        f"gpu_augment={g} channels_last={c} cuda_graphs={k}": getattr(
+            trainers.trainer_class(gpu_augment=g, channels_last=c, cuda_graphs=k), "__name__", None
+        )
         for g in (False, True)
         for c in (False, True)
+        for k in (False, True)
     }
-    order = [cls.__name__ for cls in trainers.ChannelsLastGpuAugmentTrainer.__mro__[:4]]
+    order = [cls.__name__ for cls in trainers.ChannelsLastGpuAugmentCudaGraphTrainer.__mro__[:6]]
     unsupported = [
         gpu_augment.unsupported_reason(Compose([MixUp(cpu, p=0.5)])),
         gpu_augment.unsupported_reason(Compose([RandomPerspective(perspective=0.001)])),
@@ -202,7 +249,9 @@ def main(work: Path) -> dict[str, Any]:
         "workers": workers,
         "trainers": trainer_names,
         "transfer": transfer,
-        "both_trainer_order": order,
+        "all_options_trainer_order": order,
+        "kernel": kernel,
+        "switching": switching,
     }
 
 

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 def child(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     script = Path(__file__).with_name("gpu_augment_child.py")
     env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env["TRITON_INTERPRET"] = "1"  # the draw kernel runs on the CPU through Triton's interpreter
     completed = subprocess.run(
         [sys.executable, str(script), str(tmp_path_factory.mktemp("gpu-augment"))],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False,
@@ -54,6 +55,11 @@ def test_close_mosaic_keeps_drawing_on_the_gpu(child: dict[str, Any]) -> None:
     assert not result["has_mosaic"]
     assert result["same_classes"] and result["boxes_difference"] < 1e-5
     assert result["mean_difference"] < 1.0, result
+
+
+def test_the_workers_switch_to_the_closed_pipeline_by_epoch(child: dict[str, Any]) -> None:
+    # No loader restart at close_mosaic: each sample's epoch tag picks the pipeline.
+    assert child["switching"] == {"epoch_0_mosaic": True, "epoch_1_mosaic": False, "epoch_1_as_closed": True}
 
 
 def test_a_batch_collates_into_one_plan(child: dict[str, Any]) -> None:
@@ -95,16 +101,31 @@ def test_the_epoch_order_is_tagged_and_restarts_where_the_trainer_says(child: di
 
 def test_each_combination_of_training_options_has_an_importable_trainer(child: dict[str, Any]) -> None:
     # Module-level classes: Ultralytics' DDP launcher re-imports the trainer by module and name in each rank.
-    assert child["trainers"] == {
-        "gpu_augment=False channels_last=False": None,
-        "gpu_augment=False channels_last=True": "ChannelsLastTrainer",
-        "gpu_augment=True channels_last=False": "GpuAugmentTrainer",
-        "gpu_augment=True channels_last=True": "ChannelsLastGpuAugmentTrainer",
-    }
-    # Draw first (GpuAugmentTrainer), then the drawn batch goes channels_last, then Ultralytics' own steps.
-    assert child["both_trainer_order"] == [
+    names = child["trainers"]
+    assert names["gpu_augment=False channels_last=False cuda_graphs=False"] is None
+    assert names["gpu_augment=True channels_last=True cuda_graphs=True"] == "ChannelsLastGpuAugmentCudaGraphTrainer"
+    assert names["gpu_augment=False channels_last=False cuda_graphs=True"] == "CudaGraphTrainer"
+    assert names["gpu_augment=True channels_last=False cuda_graphs=False"] == "GpuAugmentTrainer"
+    assert len(set(names.values())) == 8
+    # Draw first (GpuAugmentTrainer), then the drawn batch goes channels_last, then Ultralytics' own steps; the
+    # graphs only replace the model's forward.
+    assert child["all_options_trainer_order"] == [
+        "ChannelsLastGpuAugmentCudaGraphTrainer",
+        "CudaGraphTrainer",
         "ChannelsLastGpuAugmentTrainer",
         "GpuAugmentTrainer",
         "ChannelsLastTrainer",
         "DetectionTrainer",
     ]
+
+
+def test_the_draw_kernel_draws_what_the_pytorch_draw_draws(child: dict[str, Any]) -> None:
+    kernel = child["kernel"]
+    assert kernel["interpreted"] and kernel["shape"] == [9, 3, 64, 64]
+    # Mosaics (4 tiles) and single images (1 tile) in one batch, some flipped, most with HSV gains.
+    assert kernel["tiles_per_image"] == [1, 4]
+    assert kernel["flipped_images"] > 0 and kernel["images_with_hsv_gains"] > 0
+    # The same arithmetic; PyTorch's grid_sample normalises coordinates and back, so a pixel at a rounding
+    # boundary may land on the other grey level.
+    assert kernel["mean_difference"] < 0.01 and kernel["share_above_one"] < 1e-3
+    assert kernel["mean_difference_to_another_batch"] > 10  # the comparison can tell images apart
