@@ -1,14 +1,16 @@
 """Where a GPU training step's time goes: YOLOv8n steps on synthetic batches, and the GPU draw of a batch.
 
-Not a throughput figure (bench/train_throughput.py is): this splits one optimizer step of the training
-entrypoint's GPU path into its parts, with the GPU synchronised between them, so a change can be aimed at the
-part that costs. Each row is the median over ``--steps`` steps after ``--warmup`` steps:
+Not a throughput figure (bench/train_throughput.py is): this times one optimizer step of the training
+entrypoint's GPU path and the draw of one batch, each on its own, so a change can be aimed at the part that
+costs. Each row gives the median wall time over ``--steps`` runs after ``--warmup`` (the GPU synchronised after
+each) and the GPU kernel time of one run (the sum of its kernels' durations under ``torch.profiler``): a wall
+time well above the kernel time means Python launching kernels, not the GPU, is the limit.
 
 * ``step``: forward + loss under bf16 autocast, backward, gradient clipping, AdamW, EMA (Ultralytics' own
-  model, loss, clipping and EMA), in NCHW and in channels_last memory format, each with cuDNN's autotuner off
-  and on;
-* ``draw``: :func:`sim2cloud.training.gpu_augment.draw` of a mosaic batch (4 tiles per image, affine warp,
-  HSV, flips) at the given size.
+  model, loss, clipping and EMA): NCHW, channels_last, and channels_last with the model's forward and backward
+  replayed as CUDA graphs (:mod:`sim2cloud.training.cuda_graphs`);
+* ``draw``: a mosaic batch (4 tiles per image, affine warp, HSV, flips) at the given size, by the Triton kernel
+  (:mod:`sim2cloud.training.draw_kernel`) and by PyTorch operations (``gpu_augment.draw_with_torch``).
 
     python bench/train_step_profile.py --batch 64 --imgsz 640
 """
@@ -31,17 +33,25 @@ if str(REPO_ROOT) not in sys.path:
 from bench.provenance import source_line  # noqa: E402
 
 
-def _median_ms(run: Callable[[], None], sync: Callable[[], None], warmup: int, steps: int) -> float:
+def _measure(run: Callable[[], object], warmup: int, steps: int) -> tuple[float, float]:
+    """(median wall ms, GPU kernel ms) of one ``run``."""
+    import torch
+
     for _ in range(warmup):
         run()
-    sync()
+    torch.cuda.synchronize()
     times = []
     for _ in range(steps):
         started = time.perf_counter()
         run()
-        sync()
+        torch.cuda.synchronize()
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for _ in range(steps):
+            run()
+        torch.cuda.synchronize()
+    kernels = [e for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return statistics.median(times), sum(e.device_time for e in kernels) / 1000 / steps
 
 
 def _synthetic_batch(batch: int, imgsz: int, classes: int, device: Any) -> dict[str, Any]:
@@ -59,45 +69,45 @@ def _synthetic_batch(batch: int, imgsz: int, classes: int, device: Any) -> dict[
     }
 
 
-def profile_steps(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple[str, float]]:
+def profile_steps(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple[str, float, float]]:
     import torch
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils.torch_utils import ModelEMA
 
+    from sim2cloud.training import cuda_graphs
+
     device = torch.device("cuda")
     rows = []
-    for channels_last in (False, True):
-        for benchmark in (False, True):
-            torch.backends.cudnn.benchmark = benchmark
-            model = DetectionModel("yolov8n.yaml", nc=5, verbose=False).to(device)
-            model.args = get_cfg()
-            if channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            model.train()
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            ema = ModelEMA(model)
-            data = _synthetic_batch(batch, imgsz, 5, device)
-            if channels_last:
-                data["img"] = data["img"].contiguous(memory_format=torch.channels_last)
+    for layout, graphed in (("NCHW", False), ("channels_last", False), ("channels_last", True)):
+        model = DetectionModel("yolov8n.yaml", nc=5, verbose=False).to(device)
+        model.args = get_cfg()  # type: ignore[assignment]  # the loss reads its gains from the model's args
+        if layout == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        ema = ModelEMA(model)
+        if graphed:
+            cuda_graphs.install(model, cuda_graphs.GraphedForward(model))
+        data = _synthetic_batch(batch, imgsz, 5, device)
+        if layout == "channels_last":
+            data["img"] = data["img"].contiguous(memory_format=torch.channels_last)
 
-            def step(model: Any = model, optimizer: Any = optimizer, ema: Any = ema, data: Any = data) -> None:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss, _ = model(data)
-                loss.sum().backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-                optimizer.step()
-                optimizer.zero_grad()
-                ema.update(model)
+        def step(model: Any = model, optimizer: Any = optimizer, ema: Any = ema, data: Any = data) -> None:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss, _ = model(data)
+            loss.sum().backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            ema.update(model)
 
-            layout = "channels_last" if channels_last else "NCHW"
-            name = f"step {layout:13s} cudnn.benchmark={'on ' if benchmark else 'off'}"
-            rows.append((name, _median_ms(step, torch.cuda.synchronize, warmup, steps)))
-    torch.backends.cudnn.benchmark = False
+        name = f"step {layout}" + (" + CUDA graphs" if graphed else "")
+        rows.append((name, *_measure(step, warmup, steps)))
     return rows
 
 
-def profile_draw(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple[str, float]]:
+def profile_draw(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple[str, float, float]]:
     import numpy as np
     import torch
 
@@ -128,8 +138,12 @@ def profile_draw(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple[
         plan = ("flip", ("hsv", ("affine", mosaic, matrix), (0.01, 0.3, 0.2)), "horizontal")
         plans.append(gpu_augment.PlannedImage((imgsz, imgsz, 3), plan))
     packed = gpu_augment.pack_plans(plans)
-    return [(f"draw {batch} mosaic images at {imgsz}", _median_ms(lambda: gpu_augment.draw(packed, store, device),
-                                                                 torch.cuda.synchronize, warmup, steps))]  # fmt: skip
+    parameters = gpu_augment.to_device(gpu_augment.image_parameters(packed), device)
+    rows = [(f"draw {batch} mosaic images at {imgsz}, Triton kernel", *_measure(
+        lambda: gpu_augment.draw(packed, store, device), warmup, steps))]  # fmt: skip
+    rows.append((f"draw {batch} mosaic images at {imgsz}, PyTorch ops", *_measure(
+        lambda: gpu_augment.draw_with_torch(packed, store, parameters, True), warmup, steps)))  # fmt: skip
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = profile_draw(args.batch, args.imgsz, args.warmup, args.steps)
     rows += profile_steps(args.batch, args.imgsz, args.warmup, args.steps)
-    for name, ms in rows:
-        print(f"  {name:48s} {ms:8.2f} ms  ({args.batch / ms * 1000:8.1f} images/s)", flush=True)
+    for name, wall_ms, kernel_ms in rows:
+        print(
+            f"  {name:48s} {wall_ms:8.2f} ms wall, {kernel_ms:8.2f} ms of GPU kernels  "
+            f"({args.batch / wall_ms * 1000:8.1f} images/s)",
+            flush=True,
+        )
     return 0
 
 

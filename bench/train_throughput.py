@@ -11,8 +11,11 @@ process, one after the other:
 Throughput is training images per second over the training passes only (validation and start-up excluded),
 measured the same way for both: the dataset's training images over the wall time between Ultralytics'
 ``on_train_epoch_start`` and ``on_train_epoch_end``, summed over epochs. Accuracy is mAP50 / mAP50-95 of the
-last epoch's validation. ``--cpus 4`` runs both restricted to the first 4 CPUs (``taskset``), as on an
-ml.g5.xlarge; give several (``--cpus all,8,4``) to run each restriction in turn.
+model each run exports (its ``best.pt``), both validated afterwards by one child process with the same
+Ultralytics ``val`` settings on the dataset's val split: the figures each run prints for itself differ in kind
+(plain Ultralytics ends by validating ``best.pt``, the entrypoint prints each epoch's EMA validation and gates
+the exported ONNX model), so neither is compared. ``--cpus 4`` runs both restricted to the first 4 CPUs
+(``taskset``), as on an ml.g5.xlarge; give several (``--cpus all,8,4``) to run each restriction in turn.
 
     python bench/train_throughput.py --dataset out/ds640 --epochs 10 --imgsz 640 --cpus all,8,4
 """
@@ -38,6 +41,7 @@ from bench.provenance import source_line  # noqa: E402
 from sim2cloud import contract  # noqa: E402
 
 RESULT_PREFIX = "TRAIN_THROUGHPUT_RESULT "
+VAL_BATCH = 32
 PLAIN_BATCH, PLAIN_WORKERS = 16, 8
 """Ultralytics' own defaults, written out so the baseline does not drift with its releases."""
 
@@ -55,7 +59,6 @@ def _plain_child(data_yaml: str, epochs: int, imgsz: int, scratch: str) -> None:
     train_seconds: list[float] = []
     started: list[float] = []
     images: list[int] = []
-    last_metrics: dict[str, float] = {}
 
     def on_start(trainer: Any) -> None:
         started.append(time.perf_counter())
@@ -64,13 +67,9 @@ def _plain_child(data_yaml: str, epochs: int, imgsz: int, scratch: str) -> None:
         train_seconds.append(time.perf_counter() - started[-1])
         images.append(len(trainer.train_loader.dataset))
 
-    def on_fit_end(trainer: Any) -> None:
-        last_metrics.update({k: float(v) for k, v in (trainer.metrics or {}).items()})
-
     model = YOLO("yolov8n.yaml")
     model.add_callback("on_train_epoch_start", on_start)
     model.add_callback("on_train_epoch_end", on_end)
-    model.add_callback("on_fit_epoch_end", on_fit_end)
     model.train(
         data=data_yaml,
         epochs=epochs,
@@ -84,12 +83,44 @@ def _plain_child(data_yaml: str, epochs: int, imgsz: int, scratch: str) -> None:
     )
     result = {
         "images_per_s": sum(images) / sum(train_seconds),
-        "mAP50": last_metrics.get("metrics/mAP50(B)"),
-        "mAP50-95": last_metrics.get("metrics/mAP50-95(B)"),
+        "weights": str(Path(scratch) / "plain" / "weights" / "best.pt"),
         "settings": f"batch {PLAIN_BATCH}, workers {PLAIN_WORKERS}, Ultralytics' defaults otherwise",
         "epoch_rates": [n / t for n, t in zip(images, train_seconds, strict=True)],
     }
     print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def _val_child(weights: str, data_yaml: str, imgsz: int, scratch: str) -> None:
+    """One protocol for every run's exported weights: Ultralytics' val of the val split, fixed settings."""
+    from sim2cloud.training import offline
+
+    offline.prepare_offline_ultralytics(Path(scratch) / "config")
+    from ultralytics import YOLO
+
+    offline.disable_settings_sync()
+    metrics = YOLO(weights).val(
+        data=data_yaml, split="val", imgsz=imgsz, batch=VAL_BATCH, plots=False, project=scratch, name="val"
+    )
+    result = {"mAP50": float(metrics.box.map50), "mAP50-95": float(metrics.box.map)}
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def validate(weights: Path, dataset: Path, imgsz: int, work: Path, name: str) -> dict[str, float]:
+    scratch = work / f"val-{name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--val-child",
+        str(weights),
+        str(dataset / contract.DATA_YAML_NAME),
+        str(imgsz),
+        str(scratch),
+    ]
+    lines = _run(command, work / f"val-{name}.log")
+    [result] = [json.loads(line[len(RESULT_PREFIX) :]) for line in lines if line.startswith(RESULT_PREFIX)]
+    return {key: float(value) for key, value in result.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -137,7 +168,7 @@ def run_plain(dataset: Path, epochs: int, imgsz: int, cpus: str, work: Path) -> 
     ]
     lines = _run(command, work / f"plain-{cpus}.log")
     [result] = [json.loads(line[len(RESULT_PREFIX) :]) for line in lines if line.startswith(RESULT_PREFIX)]
-    return dict(result)
+    return {**result, **validate(Path(result["weights"]), dataset, imgsz, work, f"plain-{cpus}")}
 
 
 def run_ours(
@@ -171,8 +202,7 @@ def run_ours(
     settings = [line.strip() for line in lines if line.startswith("  ") and " = " in line]
     return {
         "images_per_s": len(rates) / sum(1 / r for r in rates),
-        "mAP50": epochs_seen[-1].get("mAP50"),
-        "mAP50-95": epochs_seen[-1].get("mAP50-95"),
+        **validate(out / "model" / contract.MODEL_PT_NAME, dataset, imgsz, work, name),
         "settings": "; ".join(s.split(":")[0] for s in settings),
         "epoch_rates": rates,
     }
@@ -186,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list and args_list[0] == "--plain-child":
         _plain_child(args_list[1], int(args_list[2]), int(args_list[3]), args_list[4])
+        return 0
+    if args_list and args_list[0] == "--val-child":
+        _val_child(args_list[1], args_list[2], int(args_list[3]), args_list[4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, required=True, help="a rendered dataset (data.yaml, images/, labels/)")
