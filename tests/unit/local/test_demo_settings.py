@@ -48,3 +48,15 @@ def test_flags_and_overrides_land_in_the_batch_sections() -> None:
     assert training == {**runner.DEMO_TRAINING, "epochs": 3, "imgsz": 96, "batch": 4, "lr0": 0.002}
     assert render == {**runner.DEMO_RENDER, "width": 100, "height": 96}  # --set wins over --imgsz
     assert cli.batch_sections(_args()) == (dict(runner.DEMO_RENDER), dict(runner.DEMO_TRAINING))
+
+
+def test_a_new_demo_clears_the_last_runs_outputs_and_nothing_else(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "training" / "opt-ml" / "input" / "data" / "dataset").mkdir(parents=True)
+    (out / "dataset").symlink_to("training/opt-ml/input/data/dataset", target_is_directory=True)  # the last run's
+    (out / "summary.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    runner.Demo(runner.DemoSettings(meshes=SAMPLES, out=out)).prepare()
+    assert not (out / "dataset").exists() and not (out / "dataset").is_symlink()
+    assert not (out / "summary.json").exists() and not (out / "training").exists()
+    assert (out / "notes.txt").read_text() == "mine"
