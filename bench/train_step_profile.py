@@ -31,6 +31,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.provenance import source_line  # noqa: E402
+from bench.tiny_data import mosaic_pastes  # noqa: E402
 
 
 def _measure(run: Callable[[], object], warmup: int, steps: int) -> tuple[float, float]:
@@ -69,6 +70,19 @@ def _synthetic_batch(batch: int, imgsz: int, classes: int, device: Any) -> dict[
     }
 
 
+def ultralytics_step(model: Any, optimizer: Any, data: dict[str, Any]) -> Any:
+    """One optimizer step as Ultralytics' trainer takes it: bf16 autocast, backward, clipping, the optimizer."""
+    import torch
+
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss, _ = model(data)
+    loss.sum().backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
 def profile_steps(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple[str, float, float]]:
     import torch
     from ultralytics.cfg import get_cfg
@@ -94,12 +108,7 @@ def profile_steps(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple
             data["img"] = data["img"].contiguous(memory_format=torch.channels_last)
 
         def step(model: Any = model, optimizer: Any = optimizer, ema: Any = ema, data: Any = data) -> None:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss, _ = model(data)
-            loss.sum().backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-            optimizer.step()
-            optimizer.zero_grad()
+            ultralytics_step(model, optimizer, data)
             ema.update(model)
 
         name = f"step {layout}" + (" + CUDA graphs" if graphed else "")
@@ -123,17 +132,9 @@ def profile_draw(batch: int, imgsz: int, warmup: int, steps: int) -> list[tuple[
     plans = []
     s = imgsz
     for _ in range(batch):
-        yc, xc = (int(v) for v in rng.integers(s // 2, s * 3 // 2, size=2))
-        pastes = []
-        for top in (True, False):
-            for left in (True, False):
-                y1a, y2a = (max(yc - s, 0), yc) if top else (yc, min(yc + s, 2 * s))
-                x1a, x2a = (max(xc - s, 0), xc) if left else (xc, min(xc + s, 2 * s))
-                y1b = s - (y2a - y1a) if top else 0
-                x1b = s - (x2a - x1a) if left else 0
-                source = ("source", int(rng.integers(images)), s, s)
-                pastes.append((source, y1a, y2a, x1a, x2a, y1b, y1b + y2a - y1a, x1b, x1b + x2a - x1a))
-        mosaic = ("mosaic", 2 * imgsz, tuple(pastes))
+        centre = (int(rng.integers(s // 2, s * 3 // 2)), int(rng.integers(s // 2, s * 3 // 2)))
+        sources = [int(rng.integers(images)) for _ in range(4)]
+        mosaic = ("mosaic", 2 * imgsz, mosaic_pastes(centre, s, sources))
         matrix = (0.8, 0.1, -imgsz / 4, -0.1, 0.8, -imgsz / 4)
         plan = ("flip", ("hsv", ("affine", mosaic, matrix), (0.01, 0.3, 0.2)), "horizontal")
         plans.append(gpu_augment.PlannedImage((imgsz, imgsz, 3), plan))

@@ -106,20 +106,9 @@ def _val_child(weights: str, data_yaml: str, imgsz: int, scratch: str) -> None:
 
 
 def validate(weights: Path, dataset: Path, imgsz: int, work: Path, name: str) -> dict[str, float]:
-    scratch = work / f"val-{name}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--val-child",
-        str(weights),
-        str(dataset / contract.DATA_YAML_NAME),
-        str(imgsz),
-        str(scratch),
-    ]
-    lines = _run(command, work / f"val-{name}.log")
-    [result] = [json.loads(line[len(RESULT_PREFIX) :]) for line in lines if line.startswith(RESULT_PREFIX)]
+    result = _run_child(
+        "--val-child", [str(weights), str(dataset / contract.DATA_YAML_NAME), str(imgsz)], work, f"val-{name}"
+    )
     return {key: float(value) for key, value in result.items()}
 
 
@@ -152,22 +141,20 @@ def _run(command: list[str], log: Path) -> list[str]:
     return process.stdout.splitlines()
 
 
-def run_plain(dataset: Path, epochs: int, imgsz: int, cpus: str, work: Path) -> dict[str, Any]:
-    scratch = work / f"plain-{cpus}"
+def _run_child(mode: str, arguments: list[str], work: Path, name: str, prefix: list[str] | None = None) -> Any:
+    """This script in ``mode`` (``--plain-child``, ``--val-child``) with a fresh scratch folder; its result."""
+    scratch = work / name
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    command = [
-        *_cpu_prefix(cpus),
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--plain-child",
-        str(dataset / contract.DATA_YAML_NAME),
-        str(epochs),
-        str(imgsz),
-        str(scratch),
-    ]
-    lines = _run(command, work / f"plain-{cpus}.log")
+    command = [*(prefix or []), sys.executable, str(Path(__file__).resolve()), mode, *arguments, str(scratch)]
+    lines = _run(command, work / f"{name}.log")
     [result] = [json.loads(line[len(RESULT_PREFIX) :]) for line in lines if line.startswith(RESULT_PREFIX)]
+    return result
+
+
+def run_plain(dataset: Path, epochs: int, imgsz: int, cpus: str, work: Path) -> dict[str, Any]:
+    arguments = [str(dataset / contract.DATA_YAML_NAME), str(epochs), str(imgsz)]
+    result = _run_child("--plain-child", arguments, work, f"plain-{cpus}", prefix=_cpu_prefix(cpus))
     return {**result, **validate(Path(result["weights"]), dataset, imgsz, work, f"plain-{cpus}")}
 
 

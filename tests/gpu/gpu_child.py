@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.tiny_data import mosaic_pastes
+from bench.train_step_profile import ultralytics_step
 from sim2cloud.training import offline
 
 CLASSES = 3
@@ -40,16 +42,7 @@ def _train(model: Any, batches: list[dict[str, Any]]) -> list[float]:
     import torch
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    losses = []
-    for batch in batches:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, _ = model(batch)
-        loss.sum().backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(float(loss.sum()))
-    return losses
+    return [float(ultralytics_step(model, optimizer, batch).sum()) for batch in batches]
 
 
 def graphs() -> dict[str, Any]:
@@ -112,17 +105,9 @@ def draw() -> dict[str, Any]:
     store = gpu_augment.ImageStore(buffer, offsets, np.array([[imgsz, imgsz, 3]] * count), device)
     images = []
     for index in range(16):
-        yc, xc = (int(v) for v in rng.integers(imgsz // 2, imgsz * 3 // 2, size=2))
-        pastes = []
-        for top in (True, False):
-            for left in (True, False):
-                y1a, y2a = (max(yc - imgsz, 0), yc) if top else (yc, min(yc + imgsz, 2 * imgsz))
-                x1a, x2a = (max(xc - imgsz, 0), xc) if left else (xc, min(xc + imgsz, 2 * imgsz))
-                y1b = imgsz - (y2a - y1a) if top else 0
-                x1b = imgsz - (x2a - x1a) if left else 0
-                source = ("source", int(rng.integers(count)), imgsz, imgsz)
-                pastes.append((source, y1a, y2a, x1a, x2a, y1b, y1b + y2a - y1a, x1b, x1b + x2a - x1a))
-        below: tuple[Any, ...] = ("mosaic", 2 * imgsz, tuple(pastes))
+        centre = (int(rng.integers(imgsz // 2, imgsz * 3 // 2)), int(rng.integers(imgsz // 2, imgsz * 3 // 2)))
+        sources = [int(rng.integers(count)) for _ in range(4)]
+        below: tuple[Any, ...] = ("mosaic", 2 * imgsz, mosaic_pastes(centre, imgsz, sources))
         scale = rng.uniform(0.5, 1.5)
         matrix = (scale, 0.05, -imgsz / 2 * scale, -0.05, scale, -imgsz / 2 * scale)
         if index % 4 == 3:
