@@ -135,7 +135,11 @@ def draw() -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     offline.prepare_offline_ultralytics(Path(tempfile.mkdtemp(prefix="gpu-child-")) / "config")
-    return {"graphs": graphs(), "draw": draw()}
+    import torch
+
+    if not torch.cuda.is_available():  # an NVIDIA driver with PyTorch's CPU wheel, say
+        return {"cuda": False}
+    return {"cuda": True, "graphs": graphs(), "draw": draw()}
 
 
 if __name__ == "__main__":
