@@ -88,6 +88,43 @@ def _switching_at_an_epoch(planned: Any, planned_closed: Any, hyp: Any) -> dict[
     }
 
 
+def _graph_guards() -> dict[str, Any]:
+    """When the CUDA-graph trainer stays eager, and that a model copied mid-training gets its own forward."""
+    import types
+
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from sim2cloud.training import cuda_graphs
+
+    def trainer(device: str, world_size: int = 1, accumulate: int = 1) -> Any:
+        args = types.SimpleNamespace(nbs=64)
+        return types.SimpleNamespace(
+            device=torch.device(device), world_size=world_size, accumulate=accumulate, batch_size=64, args=args
+        )
+
+    model = DetectionModel("yolov8n.yaml", nc=2, verbose=False).train()
+    forward = cuda_graphs.GraphedForward(model)
+    cuda_graphs.install(model, forward)
+    images = torch.rand(2, 3, 64, 64)
+    eager_shapes = [list(t.shape) for t in type(model).forward(model, images)["feats"]]
+    through_installed = [list(t.shape) for t in model(images)["feats"]]  # on the CPU: the model's own forward
+    holder = types.SimpleNamespace(model=model)
+    with cuda_graphs._eager_forward(holder):  # what NaN recovery's deep copy sees
+        copied = copy.deepcopy(model)
+    return {
+        "reasons": {
+            "cpu": cuda_graphs.graphs_unsupported_reason(trainer("cpu")),
+            "ddp": cuda_graphs.graphs_unsupported_reason(trainer("cuda", world_size=2)),
+            "accumulating": cuda_graphs.graphs_unsupported_reason(trainer("cuda", accumulate=4)),
+            "one_gpu": cuda_graphs.graphs_unsupported_reason(trainer("cuda")),
+        },
+        "cpu_forward_is_eager": forward.graphed is None and through_installed == eager_shapes,
+        "copy_has_own_forward": "forward" not in copied.__dict__,
+        "reinstalled": cuda_graphs.installed(model) is forward,
+    }
+
+
 def _kernel_agreement(plan: Any, store: Any) -> dict[str, Any]:
     """The Triton draw kernel, run by Triton's interpreter on the CPU (TRITON_INTERPRET=1, set by the test), against
     the PyTorch draw of the same plans: mosaics and single images in one batch, with flips and HSV gains."""
@@ -252,6 +289,7 @@ def main(work: Path) -> dict[str, Any]:
         "all_options_trainer_order": order,
         "kernel": kernel,
         "switching": switching,
+        "graph_guards": _graph_guards(),
     }
 
 

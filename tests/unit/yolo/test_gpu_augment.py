@@ -119,6 +119,18 @@ def test_each_combination_of_training_options_has_an_importable_trainer(child: d
     ]
 
 
+def test_cuda_graphs_stay_off_where_they_cannot_apply(child: dict[str, Any]) -> None:
+    reasons = child["graph_guards"]["reasons"]
+    assert reasons["one_gpu"] is None
+    assert "cpu" in reasons["cpu"]
+    assert "DDP" in reasons["ddp"]  # multi-GPU training keeps Ultralytics' eager DDP step
+    assert "accumulate" in reasons["accumulating"]
+    # A model copied while the graph is installed (Ultralytics' NaN recovery builds a new EMA) gets the model's
+    # own forward; the graph goes back on afterwards. On the CPU the installed forward is the eager one.
+    guards = child["graph_guards"]
+    assert guards["copy_has_own_forward"] and guards["reinstalled"] and guards["cpu_forward_is_eager"]
+
+
 def test_the_draw_kernel_draws_what_the_pytorch_draw_draws(child: dict[str, Any]) -> None:
     kernel = child["kernel"]
     assert kernel["interpreted"] and kernel["shape"] == [9, 3, 64, 64]
