@@ -9,7 +9,7 @@ to floats and runs about 70 elementwise HSV kernels over the batch: on an H200 1
 Python per batch of 64 at 640 px, beside a training step of about 40 ms of GPU time.
 
 Tested on the CPU with Triton's interpreter (``TRITON_INTERPRET=1``) against the PyTorch path
-(tests/unit/yolo/test_gpu_augment.py), and on a GPU by tests/gpu/test_gpu_draw.py.
+(tests/unit/yolo/test_gpu_augment.py), and on a GPU by tests/gpu/test_on_gpu.py.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import torch
 import triton
 import triton.language as tl
 
+from sim2cloud.training.gpu_augment import BORDER_VALUE
+
 BLOCK = 512
 """Output pixels per Triton program."""
 TILE_COLUMNS = 7
 """Per tile: source image, canvas y1, y2, x1, x2 (the pasted rectangle), source y1, x1 (its top-left corner)."""
 PARAMETER_COLUMNS = 9
-"""Per image: output pixel -> canvas pixel (2 x 3 affine, flips folded in), then the H, S, V gains."""
-GREY = 114.0
+"""Per image (``gpu_augment.image_parameters``): output pixel -> canvas pixel (2 x 3 affine, flips folded in),
+then the H, S, V gains."""
 
 
 @triton.jit
@@ -59,6 +61,9 @@ def _draw_kernel(
     store_h,
     store_w,
     tiles,
+    TILE_COLUMNS: tl.constexpr,
+    PARAMETER_COLUMNS: tl.constexpr,
+    GREY: tl.constexpr,
     HSV: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -69,7 +74,7 @@ def _draw_kernel(
     within = offsets - image * pixels
     row = within // out_w
     column = within - row * out_w
-    parameters = parameters_ptr + image * 9
+    parameters = parameters_ptr + image * PARAMETER_COLUMNS
     a00 = tl.load(parameters + 0, mask=live, other=0.0)
     a01 = tl.load(parameters + 1, mask=live, other=0.0)
     a02 = tl.load(parameters + 2, mask=live, other=0.0)
@@ -111,7 +116,7 @@ def _draw_kernel(
         source_row = tl.zeros([BLOCK], dtype=tl.int32)
         source_column = tl.zeros([BLOCK], dtype=tl.int32)
         for tile_index in range(tiles):  # a run-time loop: one compiled kernel for mosaics and single images
-            tile = tiles_ptr + (image * tiles + tile_index) * 7
+            tile = tiles_ptr + (image * tiles + tile_index) * TILE_COLUMNS
             tile_source = tl.load(tile + 0, mask=live, other=0)
             y1 = tl.load(tile + 1, mask=live, other=0)
             y2 = tl.load(tile + 2, mask=live, other=0)
@@ -126,12 +131,12 @@ def _draw_kernel(
             source_column = tl.where(inside, canvas_column - x1 + source_x1, source_column)
         read = live & found
         address = store_ptr + (source.to(tl.int64) * 3 * plane + source_row.to(tl.int64) * store_w + source_column)
-        red += weight * (tl.load(address, mask=read, other=114).to(tl.float32) - 114.0)
-        green += weight * (tl.load(address + plane, mask=read, other=114).to(tl.float32) - 114.0)
-        blue += weight * (tl.load(address + 2 * plane, mask=read, other=114).to(tl.float32) - 114.0)
-    red = _clamp_byte(_round_half_even(red + 114.0))
-    green = _clamp_byte(_round_half_even(green + 114.0))
-    blue = _clamp_byte(_round_half_even(blue + 114.0))
+        red += weight * (tl.load(address, mask=read, other=GREY).to(tl.float32) - GREY)
+        green += weight * (tl.load(address + plane, mask=read, other=GREY).to(tl.float32) - GREY)
+        blue += weight * (tl.load(address + 2 * plane, mask=read, other=GREY).to(tl.float32) - GREY)
+    red = _clamp_byte(_round_half_even(red + GREY))
+    green = _clamp_byte(_round_half_even(green + GREY))
+    blue = _clamp_byte(_round_half_even(blue + GREY))
     if HSV:
         hue_gain = tl.load(parameters + 6, mask=live, other=0.0)
         saturation_gain = tl.load(parameters + 7, mask=live, other=0.0)
@@ -177,13 +182,16 @@ def _draw_kernel(
 
 def tile_table(pastes: np.ndarray, batch: int) -> np.ndarray:
     """``BatchPlan.pastes`` [K, 10] as int32 [B, T, 7] (T = most tiles of one image; unused rows are empty)."""
-    counts = np.bincount(pastes[:, 0], minlength=batch) if len(pastes) else np.zeros(batch, dtype=np.int64)
-    tiles = max(int(counts.max()), 1)
-    table = np.zeros((batch, tiles, TILE_COLUMNS), dtype=np.int32)
-    filled = np.zeros(batch, dtype=np.int64)
-    for b, source, y1a, y2a, x1a, x2a, y1b, _y2b, x1b, _x2b in pastes.tolist():
-        table[b, filled[b]] = (source, y1a, y2a, x1a, x2a, y1b, x1b)
-        filled[b] += 1
+    images = pastes[:, 0]
+    counts = np.bincount(images, minlength=batch)
+    table = np.zeros((batch, max(int(counts.max(initial=0)), 1), TILE_COLUMNS), dtype=np.int32)
+    # Each paste's place among its image's tiles, keeping their order (a stable sort groups them by image).
+    order = np.argsort(images, kind="stable")
+    first_of_image = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.empty(len(pastes), dtype=np.int64)
+    rank[order] = np.arange(len(pastes)) - first_of_image[images[order]]
+    # source, canvas y1, y2, x1, x2, source y1, x1 (the source's y2 and x2 follow from the rectangle's size)
+    table[images, rank] = pastes[:, [1, 2, 3, 4, 5, 6, 8]]
     return table
 
 
@@ -210,6 +218,9 @@ def draw(
         int(store.shape[2]),
         int(store.shape[3]),
         tiles_per_image,
+        TILE_COLUMNS=TILE_COLUMNS,
+        PARAMETER_COLUMNS=PARAMETER_COLUMNS,
+        GREY=BORDER_VALUE,
         HSV=hsv,
         BLOCK=BLOCK,
     )

@@ -20,6 +20,8 @@ copy-paste or albumentations); otherwise :func:`unsupported_reason` says why and
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -350,10 +352,9 @@ def draw(plan: BatchPlan, store: ImageStore, device: torch.device) -> torch.Tens
     return draw_with_torch(plan, store, parameters, hsv)
 
 
+@functools.cache
 def draw_kernel_available() -> bool:
-    """Whether Triton is installed (PyTorch's CUDA wheels bring it; its CPU wheels do not)."""
-    import importlib.util
-
+    """Whether Triton is installed (PyTorch's CUDA wheels bring it; its CPU wheels do not); asked once."""
     return importlib.util.find_spec("triton") is not None
 
 
