@@ -703,12 +703,12 @@ class Demo:
         result.training_job = str(created[0]["training_job_name"])
         _say(f"training job {result.training_job}: outcome {created[0].get('action')}")
         # Only the manifest here: the training job downloads the whole dataset as its channel, and `dataset` then
-        # links to that copy (each download of a demo dataset, ~3,200 objects from the moto server, took ~28 s).
-        bucket, prefix = pipeline.resources.bucket, contract.dataset_prefix(result.run)
-        manifest_object = pipeline.s3.get_object(Bucket=bucket, Key=prefix + contract.DATASET_MANIFEST_NAME)
+        # links to that copy (a demo dataset is ~3,200 objects, each one a request to the moto server).
+        bucket = pipeline.resources.bucket
+        manifest_object = pipeline.s3.get_object(Bucket=bucket, Key=contract.dataset_manifest_key(result.run))
         manifest = json.loads(manifest_object["Body"].read())
         self.preview_name = manifest.get("preview")
-        _say(f"dataset s3://{bucket}/{prefix}: {manifest.get('counts', {})}")
+        _say(f"dataset s3://{bucket}/{contract.dataset_prefix(result.run)}: {manifest.get('counts', {})}")
 
     def train(self, pipeline: LocalPipeline) -> executor.TrainingOutcome:
         """Run the training job the launcher created, exactly as requested."""
