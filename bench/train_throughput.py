@@ -81,9 +81,10 @@ def _plain_child(data_yaml: str, epochs: int, imgsz: int, scratch: str) -> None:
         name="plain",
         exist_ok=True,
     )
+    assert model.trainer is not None  # set by train()
     result = {
         "images_per_s": sum(images) / sum(train_seconds),
-        "weights": str(Path(scratch) / "plain" / "weights" / "best.pt"),
+        "weights": str(model.trainer.best),
         "settings": f"batch {PLAIN_BATCH}, workers {PLAIN_WORKERS}, Ultralytics' defaults otherwise",
         "epoch_rates": [n / t for n, t in zip(images, train_seconds, strict=True)],
     }
@@ -189,7 +190,9 @@ def run_ours(
     settings = [line.strip() for line in lines if line.startswith("  ") and " = " in line]
     return {
         "images_per_s": len(rates) / sum(1 / r for r in rates),
-        **validate(out / "model" / contract.MODEL_PT_NAME, dataset, imgsz, work, name),
+        **validate(
+            Path(contract.SageMakerPaths(base=str(out)).model_dir, contract.MODEL_PT_NAME), dataset, imgsz, work, name
+        ),
         "settings": "; ".join(s.split(":")[0] for s in settings),
         "epoch_rates": rates,
     }
