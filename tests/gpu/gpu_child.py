@@ -21,20 +21,41 @@ from sim2cloud.training import offline
 CLASSES = 3
 
 
+BOX_SLOTS = 8
+
+
 def _batch(size: int, imgsz: int, seed: int, device: Any) -> dict[str, Any]:
+    """A training batch as the trainer hands it to the model, with the padded targets the graphed loss reads."""
     import torch
 
+    from sim2cloud.training import cuda_graphs, static_loss
+
     generator = torch.Generator().manual_seed(seed)
-    per_image = 5
-    centres = torch.rand(size * per_image, 2, generator=generator) * 0.8 + 0.1
-    sizes = torch.rand(size * per_image, 2, generator=generator) * 0.2 + 0.03
+    counts = torch.randint(0, BOX_SLOTS + 1, (size,), generator=generator)  # some images without boxes
+    rows = int(counts.sum())
+    centres = torch.rand(rows, 2, generator=generator) * 0.8 + 0.1
+    sizes = torch.rand(rows, 2, generator=generator) * 0.2 + 0.03
     images = torch.rand(size, 3, imgsz, imgsz, generator=generator).to(device)
+    labels = {
+        "batch_idx": torch.arange(size).repeat_interleave(counts).float(),
+        "cls": torch.randint(0, CLASSES, (rows, 1), generator=generator).float(),
+        "bboxes": torch.cat((centres, sizes), 1),
+    }
+    padded = static_loss.pad_targets(
+        labels["batch_idx"].numpy(), labels["cls"].numpy(), labels["bboxes"].numpy(), size, BOX_SLOTS
+    )
+    assert padded is not None
     return {
         "img": images.contiguous(memory_format=torch.channels_last),
-        "batch_idx": torch.arange(size).repeat_interleave(per_image).float().to(device),
-        "cls": torch.randint(0, CLASSES, (size * per_image, 1), generator=generator).float().to(device),
-        "bboxes": torch.cat((centres, sizes), 1).to(device),
+        **{key: value.to(device) for key, value in labels.items()},
+        cuda_graphs.PADDED_TARGETS: torch.from_numpy(padded).to(device),
     }
+
+
+def _without_padding(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from sim2cloud.training import cuda_graphs
+
+    return [{k: v for k, v in batch.items() if k != cuda_graphs.PADDED_TARGETS} for batch in batches]
 
 
 def _train(model: Any, batches: list[dict[str, Any]]) -> list[float]:
@@ -46,7 +67,8 @@ def _train(model: Any, batches: list[dict[str, Any]]) -> list[float]:
 
 
 def graphs() -> dict[str, Any]:
-    """The same model trained eagerly and through :class:`GraphedForward` on the same batches."""
+    """The same model trained eagerly (Ultralytics' loss), through the graphed step (forward, fixed-shape loss,
+    backward) and through the graphed forward and backward alone, on the same batches."""
     import torch
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
@@ -66,11 +88,14 @@ def graphs() -> dict[str, Any]:
         return copy.deepcopy(base).to(device).to(memory_format=torch.channels_last).train()
 
     batches = [_batch(32, 320, seed, device) for seed in range(4)] + [_batch(24, 320, 9, device)]
-    eager, graphed, other = fresh(), fresh(), fresh()
-    forward = cuda_graphs.GraphedForward(graphed)
+    eager, graphed, forward_only, other = fresh(), fresh(), fresh(), fresh()
+    forward = cuda_graphs.GraphedForward(graphed, box_slots=BOX_SLOTS)
     cuda_graphs.install(graphed, forward)
-    eager_losses = _train(eager, batches)
+    forward_graph = cuda_graphs.GraphedForward(forward_only)
+    cuda_graphs.install(forward_only, forward_graph)
+    eager_losses = _train(eager, _without_padding(batches))
     graphed_losses = _train(graphed, batches)
+    forward_graphed_losses = _train(forward_only, _without_padding(batches))
     other_losses = _train(other, [_batch(32, 320, 100 + seed, device) for seed in range(4)] + batches[-1:])
 
     def largest_difference(a: Any, b: Any, kind: str) -> float:
@@ -82,11 +107,16 @@ def graphs() -> dict[str, Any]:
     return {
         "captured_shape": list(forward.shape) if forward.shape is not None else None,
         "unavailable": forward.unavailable,
+        "step_graphed": forward.step_graphed,
+        "forward_graph_step_graphed": forward_graph.step_graphed,
+        "forward_graph_captured_shape": list(forward_graph.shape) if forward_graph.shape is not None else None,
         "eager_losses": eager_losses,
         "graphed_losses": graphed_losses,
+        "forward_graphed_losses": forward_graphed_losses,
         "other_data_losses": other_losses,
         "parameter_difference": largest_difference(eager, graphed, "parameters"),
         "buffer_difference": largest_difference(eager, graphed, "buffers"),
+        "forward_graph_parameter_difference": largest_difference(eager, forward_only, "parameters"),
         "parameter_difference_to_other_data": largest_difference(eager, other, "parameters"),
         "removed": "forward" not in graphed.__dict__ and "forward" not in copied.__dict__,
     }

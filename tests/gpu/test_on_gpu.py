@@ -38,10 +38,16 @@ def child() -> dict[str, Any]:
 def test_a_graphed_model_trains_as_the_eager_model(child: dict[str, Any]) -> None:
     graphs = child["graphs"]
     assert graphs["unavailable"] is None and graphs["captured_shape"] == [32, 3, 320, 320]
-    # Four steps through the graph and a smaller last batch through the model's own forward: the same losses and
-    # weights as eager training (batch-norm statistics included: the capture's warm-up passes are undone).
+    assert graphs["step_graphed"]  # forward, the fixed-shape loss and backward in one graph
+    # Four steps through the graph and a smaller last batch through the model's own forward and Ultralytics' loss:
+    # the same losses and weights as eager training (batch-norm statistics included: the capture's warm-up passes
+    # are undone).
     assert graphs["graphed_losses"] == pytest.approx(graphs["eager_losses"], rel=1e-3)
     assert graphs["parameter_difference"] < 1e-3 and graphs["buffer_difference"] < 1e-3
+    # Batches without padded targets graph the forward and backward alone, with Ultralytics' loss eager.
+    assert not graphs["forward_graph_step_graphed"] and graphs["forward_graph_captured_shape"] == [32, 3, 320, 320]
+    assert graphs["forward_graphed_losses"] == pytest.approx(graphs["eager_losses"], rel=1e-3)
+    assert graphs["forward_graph_parameter_difference"] < 1e-3
     assert graphs["parameter_difference_to_other_data"] > 10 * max(graphs["parameter_difference"], 1e-5)
     assert graphs["removed"]  # after training the model (and any copy of it) has its own forward again
 
