@@ -123,8 +123,8 @@ class Hyperparameters:
     """Train in PyTorch's channels_last memory format (NHWC: cuDNN's fast bf16 convolutions): ``true``, ``false``
     or ``auto`` (on when training on GPUs in bf16). The model and its results are the same, only faster."""
     cuda_graphs: str = AUTO
-    """Replay the model's training forward and backward as CUDA graphs (``sim2cloud.training.cuda_graphs``: the same
-    kernels without Python launching each one): ``true``, ``false`` or ``auto`` (on when training on exactly one
+    """Replay the training step (forward, loss, backward) as CUDA graphs (``sim2cloud.training.cuda_graphs``: the
+    same kernels without Python launching each one): ``true``, ``false`` or ``auto`` (on when training on exactly one
     GPU). Runs with several GPUs or with gradient accumulation (``batch`` < ``nbs``) train eagerly anyway."""
     lr0: float = 0.01
     """Initial learning rate; used only when ``optimizer`` is not ``auto`` (auto picks its own)."""

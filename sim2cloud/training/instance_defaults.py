@@ -31,9 +31,10 @@ Why these rules (YOLOv8 on SageMaker GPU instances):
   and on CPU too: oneDNN's NHWC steps looked faster on the busy 2-core dev machine, but the demo trained that way
   ended below its quality gate (Ultralytics-val mAP50 0.4988 vs 0.5087 in NCHW; its schedule was fitted in NCHW).
 * **cuda_graphs**: on one GPU a step of a small model is limited by Python launching its kernels (an H200 spent
-  63 ms of wall time on a batch-64 YOLOv8n step holding 39 ms of GPU kernels); replaying the model's forward and
-  backward as CUDA graphs launches each pass once (:mod:`sim2cloud.training.cuda_graphs`). Off with several GPUs:
-  DDP all-reduces gradients inside the backward pass.
+  63 ms of wall time on a batch-64 YOLOv8n step holding 39 ms of GPU kernels); replaying the forward, the loss
+  (written with fixed shapes, :mod:`sim2cloud.training.static_loss`) and the backward as CUDA graphs launches
+  each pass once (:mod:`sim2cloud.training.cuda_graphs`): 37.4 ms for 36.4 ms of kernels. Off with several
+  GPUs: DDP all-reduces gradients inside the backward pass.
 """
 
 from __future__ import annotations
@@ -212,7 +213,9 @@ def _choose_cuda_graphs(facts: InstanceFacts) -> Choice:
         return Choice(False, "CPU training")
     if facts.gpu_count > 1:
         return Choice(False, f"{facts.gpu_count} GPUs: DDP all-reduces gradients inside the backward pass")
-    return Choice(True, "one GPU: the model's forward and backward replayed without Python launching each kernel")
+    return Choice(
+        True, "one GPU: the training step (forward, loss, backward) replayed without Python launching each kernel"
+    )
 
 
 def choose_settings(facts: InstanceFacts, requested: Mapping[str, Any]) -> dict[str, Choice]:

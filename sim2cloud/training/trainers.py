@@ -7,8 +7,8 @@ process), so every combination of the job's own training options has a name here
   cuDNN's bf16 convolutions are fastest (``instance_defaults`` says when it is chosen). Weights, loss and
   schedule are Ultralytics' own; only the layout of the tensors in memory changes.
 * :class:`~sim2cloud.training.gpu_augment.GpuAugmentTrainer`: the training batches drawn on the GPU.
-* :class:`~sim2cloud.training.cuda_graphs.CudaGraphTrainer`: the model's forward and backward replayed as CUDA
-  graphs on one GPU.
+* :class:`~sim2cloud.training.cuda_graphs.CudaGraphTrainer`: the training step (forward, loss, backward)
+  replayed as CUDA graphs on one GPU.
 * the combinations, named by their parts in that order.
 """
 
@@ -45,15 +45,15 @@ class ChannelsLastGpuAugmentTrainer(GpuAugmentTrainer, ChannelsLastTrainer):
 
 
 class ChannelsLastCudaGraphTrainer(CudaGraphTrainer, ChannelsLastTrainer):
-    """channels_last, with the model's forward and backward as CUDA graphs."""
+    """channels_last, with the training step as CUDA graphs."""
 
 
 class GpuAugmentCudaGraphTrainer(CudaGraphTrainer, GpuAugmentTrainer):
-    """Batches drawn on the GPU, with the model's forward and backward as CUDA graphs."""
+    """Batches drawn on the GPU, with the training step as CUDA graphs."""
 
 
 class ChannelsLastGpuAugmentCudaGraphTrainer(CudaGraphTrainer, ChannelsLastGpuAugmentTrainer):
-    """Batches drawn on the GPU, trained channels_last, the model's forward and backward as CUDA graphs."""
+    """Batches drawn on the GPU, trained channels_last, the training step as CUDA graphs."""
 
 
 _TRAINERS: dict[tuple[bool, bool, bool], type[DetectionTrainer] | None] = {
