@@ -8,7 +8,8 @@ With only the model's forward and backward in the graph a step took about 51 ms:
 hundred small kernels and three host synchronisations a step (its target assignment sizes tensors by the
 batch's contents). :mod:`sim2cloud.training.static_loss` writes the same loss with fixed shapes, so the graph
 holds the forward, the loss and both backward passes; the optimizer and the EMA stay eager (a few fused
-kernels). The step then took 37.4 ms for 36.4 ms of GPU kernels: the GPU is the limit. The values are Ultralytics' own (``tests/gpu/test_on_gpu.py`` trains eagerly and graphed side by side).
+kernels). The step then took 37.4 ms for 36.4 ms of GPU kernels: the GPU is the limit. The values are
+Ultralytics' own (``tests/gpu/test_on_gpu.py`` trains eagerly and graphed side by side).
 
 How: PyTorch's ``torch.cuda.make_graphed_callables`` captures the step for the first training batch.
 :class:`GraphedForward` is installed as the model's ``forward``: Ultralytics' loop calls ``model(batch)``;
