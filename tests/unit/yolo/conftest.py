@@ -129,6 +129,26 @@ def _run_ultralytics_child(script: str, payload: Any) -> Any:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def _run_child_script(name: str, work: Path, **extra_env: str) -> dict[str, Any]:
+    """Run ``<this folder>/<name> WORK`` in a child Python (Ultralytics offline, the repository importable) and
+    parse the JSON of its last stdout line: Ultralytics and torch stay out of the test process."""
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(repo), "YOLO_OFFLINE": "1", "OPENBLAS_NUM_THREADS": "1", **extra_env}
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name(name)), str(work)],
+        capture_output=True, text=True, env=env, cwd=repo, timeout=600, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.fixture(scope="session")
+def child_script() -> Callable[..., dict[str, Any]]:
+    """:func:`_run_child_script`, for a module-scoped fixture that runs its child once."""
+    return _run_child_script
+
+
 @pytest.fixture
 def ultralytics_child() -> Callable[[str, Any], Any]:
     """:func:`_run_ultralytics_child`: Ultralytics' own answer to compare ours with."""

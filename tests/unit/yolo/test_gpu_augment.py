@@ -9,30 +9,16 @@ child process (gpu_augment_child.py says why).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture(scope="module")
-def child(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    script = Path(__file__).with_name("gpu_augment_child.py")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "OPENBLAS_NUM_THREADS": "1"}
-    env["TRITON_INTERPRET"] = "1"  # the draw kernel runs on the CPU through Triton's interpreter
-    completed = subprocess.run(
-        [sys.executable, str(script), str(tmp_path_factory.mktemp("gpu-augment"))],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return result
+def child(child_script: Callable[..., dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    # TRITON_INTERPRET: the draw kernel runs on the CPU through Triton's interpreter.
+    return child_script("gpu_augment_child.py", tmp_path_factory.mktemp("gpu-augment"), TRITON_INTERPRET="1")
 
 
 def test_ultralytics_default_pipeline_is_drawn_on_the_gpu(child: dict[str, Any]) -> None:

@@ -9,30 +9,17 @@ exactly full, anchors claimed by two boxes and a batch without any box. Ultralyt
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
 CASES = ("mixed_counts", "tight_padding", "overlapping_boxes", "no_boxes")
 
 
 @pytest.fixture(scope="module")
-def child(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    script = Path(__file__).with_name("static_loss_child.py")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "OPENBLAS_NUM_THREADS": "1"}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(tmp_path_factory.mktemp("static-loss"))],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return result
+def child(child_script: Callable[..., dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return child_script("static_loss_child.py", tmp_path_factory.mktemp("static-loss"))
 
 
 @pytest.mark.parametrize("case", CASES)
