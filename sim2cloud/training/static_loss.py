@@ -57,7 +57,7 @@ def pad_targets(
     has more than ``slots`` boxes. Rows come grouped by image, as Ultralytics' collate concatenates them."""
     image = batch_idx.astype(np.int64).reshape(-1)
     counts = np.bincount(image, minlength=images)
-    if counts.size and counts.max(initial=0) > slots:
+    if counts.max(initial=0) > slots:
         return None
     padded = np.zeros((images, slots, TARGET_COLUMNS), dtype=np.float32)
     if image.size:
@@ -92,7 +92,7 @@ class DenseTaskAlignedAssigner(TaskAlignedAssigner):
         overlap_values = self.iou_calculation(gt_bboxes.unsqueeze(2), pd_bboxes.unsqueeze(1))  # b, boxes, anchors
         align_values = scores.pow(self.alpha) * overlap_values.pow(self.beta)
         overlaps = torch.where(inside, overlap_values, 0.0).to(pd_bboxes.dtype)
-        align_metric = torch.where(inside, align_values, 0.0).to(align_values.dtype)
+        align_metric = torch.where(inside, align_values, 0.0)
         return align_metric, overlaps
 
     def select_candidates_in_gts(self, xy_centers, gt_bboxes, mask_gt, eps=1e-9):
