@@ -53,7 +53,8 @@ def _case(model: Any, counts: list[int], slots: int, seed: int, overlapping: boo
 
     padded = static_loss.pad_targets(targets["batch_idx"], targets["cls"], targets["bboxes"], len(counts), slots)
     assert padded is not None
-    ours = static_loss.StaticShapeDetectionLoss(criterion)(model.predict(images), torch.from_numpy(padded))
+    loss = static_loss.StaticShapeDetectionLoss(criterion)
+    ours = loss(model.predict(images), torch.from_numpy(padded))
     ours = ours * len(counts)  # as Ultralytics' loss returns it
     our_gradients = torch.autograd.grad(ours.sum(), parameters)
 
@@ -72,7 +73,7 @@ def _case(model: Any, counts: list[int], slots: int, seed: int, overlapping: boo
         assigned = []
         for assigner, gt in (
             (criterion.assigner, their_targets),
-            (static_loss.StaticShapeDetectionLoss(criterion).assigner, our_targets),
+            (loss.assigner, our_targets),
         ):
             mask = gt[..., 1:].sum(2, keepdim=True).gt_(0.0)
             assigned.append(assigner(scores, boxes, anchors * strides, gt[..., :1], gt[..., 1:], mask))
@@ -94,6 +95,7 @@ def _case(model: Any, counts: list[int], slots: int, seed: int, overlapping: boo
         "target_box_difference": float(((their_boxes - our_boxes) * their_fg[..., None]).abs().max()),
         "target_score_difference": float((their_scores - our_scores).abs().max()),
         "claimed_twice": claimed_twice,
+        "uses_dfl": bool(criterion.use_dfl),
         "their_padding": int(their_targets.shape[1]),
         "our_padding": slots,
     }
@@ -176,7 +178,7 @@ def main(work: Path) -> dict[str, Any]:
     offline.prepare_offline_ultralytics(work / "config")
     import torch
     from ultralytics.cfg import get_cfg
-    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
     from sim2cloud.training import static_loss
 
@@ -184,11 +186,17 @@ def main(work: Path) -> dict[str, Any]:
     model = DetectionModel("yolov8n.yaml", nc=CLASSES, verbose=False)
     model.args = get_cfg()  # the loss reads its gains from the model's args
     model.train()
+    without_dfl = yaml_model_load("yolov8n.yaml")
+    without_dfl["reg_max"] = 1  # one bin per side: an L1 box-side loss replaces DFL
+    l1_model = DetectionModel(without_dfl, nc=CLASSES, verbose=False)
+    l1_model.args = get_cfg()
+    l1_model.train()
     cases = {
         "mixed_counts": _case(model, [3, 0, 5, 1, 2, 4], slots=20, seed=1),
         "tight_padding": _case(model, [2, 4, 4, 1], slots=4, seed=2),
         "overlapping_boxes": _case(model, [6, 4, 2], slots=12, seed=3, overlapping=True),
         "no_boxes": _case(model, [0, 0, 0], slots=8, seed=4),
+        "l1_box_sides": _case(l1_model, [3, 0, 5, 1], slots=8, seed=7),
     }
     image = np.array([0, 0, 2, 2, 2], dtype=np.float32)
     cls = np.arange(5, dtype=np.float32)[:, None]

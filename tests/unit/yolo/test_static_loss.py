@@ -3,7 +3,8 @@
 Same model, same images, same labels: Ultralytics' ``v8DetectionLoss`` on its own padding (the batch's most
 boxes in one image) against :class:`StaticShapeDetectionLoss` on targets padded to a fixed count. Losses,
 parameter gradients and the assignment itself must agree, including images without boxes, padding that is
-exactly full, anchors claimed by two boxes and a batch without any box. Ultralytics runs in a child process
+exactly full, anchors claimed by two boxes, a batch without any box, and a model without DFL (``reg_max: 1``,
+where Ultralytics' loss takes L1 distances of the box sides). Ultralytics runs in a child process
 (static_loss_child.py).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-CASES = ("mixed_counts", "tight_padding", "overlapping_boxes", "no_boxes")
+CASES = ("mixed_counts", "tight_padding", "overlapping_boxes", "no_boxes", "l1_box_sides")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,8 @@ def test_the_cases_cover_what_could_differ(child: dict[str, Any]) -> None:
     assert cases["overlapping_boxes"]["claimed_twice"] > 0  # the highest-overlap tie-break runs
     assert cases["no_boxes"]["foreground_anchors"] == 0 and cases["no_boxes"]["their_padding"] == 0
     assert all(cases[case]["foreground_anchors"] > 0 for case in CASES if case != "no_boxes")
+    assert not cases["l1_box_sides"]["uses_dfl"]  # the L1 branch of the box-side loss
+    assert all(cases[case]["uses_dfl"] for case in CASES if case != "l1_box_sides")
 
 
 def test_targets_are_padded_per_image_in_order(child: dict[str, Any]) -> None:
